@@ -1,0 +1,113 @@
+"""The `forge` command line. Commands parse options and call the pipeline; errors become one
+paragraph on stderr and the error class's exit code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from forge import __version__, console, errors
+from forge.sdk import sources as srcs
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compile Python edge workloads into tiny, fully static native artifacts.")
+toolchain = typer.Typer(no_args_is_help=True, help="Build and inspect the static musl CPython SDK.")
+app.add_typer(toolchain, name="toolchain")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.out.print(f"forge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print forge's version and exit.")) -> None:
+    pass
+
+
+PYTHON_OPT = typer.Option(srcs.DEFAULT_PYTHON, "--python", envvar="FORGE_PYTHON",
+                          help="CPython version of the SDK (minor, e.g. 3.11).")
+
+
+@toolchain.command("build")
+def toolchain_build(python: str = PYTHON_OPT,
+                    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel make jobs.")) -> None:
+    """Build the SDK (once per machine; cached by a hash of every input)."""
+    from forge.sdk.builder import build_sdk
+
+    sdk = build_sdk(python, jobs=jobs)
+    console.out.print(str(sdk.path))
+
+
+@toolchain.command("info")
+def toolchain_info(python: str = PYTHON_OPT,
+                   as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show the built SDK: versions, paths, built-in modules, size and cache key."""
+    from forge.sdk.layout import find_sdk
+
+    info = find_sdk(python).info()
+    if as_json:
+        console.out.print_json(json.dumps(info))
+        return
+    console.out.print(f"[bold]Python[/]      {info['python_version']} (static, musl)")
+    console.out.print(f"[bold]SDK[/]         {info['path']}")
+    console.out.print(f"[bold]interpreter[/] {info['interpreter']}")
+    console.out.print(f"[bold]size[/]        {info['size_bytes'] / 2**20:.1f} MiB")
+    console.out.print(f"[bold]cache key[/]   {info['cache_key']}")
+    console.out.print(f"[bold]OpenSSL[/]     {info['openssl']}")
+    console.out.print("[bold]sources[/]     " + ", ".join(f"{k} {v}" for k, v in info["sources"].items()))
+    console.out.print("[bold]packages[/]    " + ", ".join(info["packages"]))
+    console.out.print(f"[bold]built-in modules[/] ({len(info['builtin_modules'])})")
+    console.out.print("  " + " ".join(info["builtin_modules"]))
+
+
+@toolchain.command("path")
+def toolchain_path(python: str = PYTHON_OPT) -> None:
+    """Print the SDK's directory (for scripts)."""
+    from forge.sdk.layout import find_sdk
+
+    print(find_sdk(python).path)
+
+
+@toolchain.command("clean")
+def toolchain_clean(sources: bool = typer.Option(False, "--sources", help="Also drop downloaded source tarballs."),
+                    logs: bool = typer.Option(False, "--logs", help="Also drop build logs.")) -> None:
+    """Remove every built SDK from the cache."""
+    from forge.cache import cache_root
+    from forge.sdk.layout import sdk_root
+
+    cache = cache_root()
+    targets = [sdk_root(cache)] + ([cache / "sources"] if sources else []) + ([cache / "logs"] if logs else [])
+    for t in targets:
+        if t.exists():
+            shutil.rmtree(t)
+            console.info(f"removed {t}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except errors.ForgeError as exc:
+        console.err.print(f"[bold red]error:[/] [bold]{exc.title}[/]: {escape(exc.message)}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.err.print("[bold red]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,157 @@
+"""Every way forge can fail on bad input or a bad environment, one class per cause.
+
+Each class has its own exit code so CI scripts can tell causes apart, and its message is one
+paragraph that names the cause and the fix. The CLI prints the message (never a traceback) and
+exits with the code. Codes are stable: add new ones, never renumber.
+"""
+
+from __future__ import annotations
+
+
+class ForgeError(Exception):
+    exit_code = 1
+    title = "forge failed"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+# --- environment and set-up (10-19) ---------------------------------------------------------------
+class UnknownPythonVersion(ForgeError):
+    exit_code = 10
+    title = "unknown Python version"
+
+
+class SourceChecksumMismatch(ForgeError):
+    exit_code = 11
+    title = "source checksum mismatch"
+
+
+class SourceUnavailable(ForgeError):
+    exit_code = 12
+    title = "source tarball unavailable"
+
+
+class CompilerNotFound(ForgeError):
+    exit_code = 13
+    title = "musl C compiler not found"
+
+
+class SdkBuildFailed(ForgeError):
+    exit_code = 14
+    title = "SDK build failed"
+
+
+class SdkMissing(ForgeError):
+    exit_code = 15
+    title = "no SDK built yet"
+
+
+class DockerUnavailable(ForgeError):
+    exit_code = 16
+    title = "Docker engine unavailable"
+
+
+class ConfigError(ForgeError):
+    exit_code = 17
+    title = "invalid configuration"
+
+
+# --- the workload (20-29) ----------------------------------------------------------------------------
+class WorkloadNotFound(ForgeError):
+    exit_code = 20
+    title = "workload not found"
+
+
+class WorkloadSyntaxError(ForgeError):
+    exit_code = 21
+    title = "syntax error in workload"
+
+
+class UnresolvedImport(ForgeError):
+    exit_code = 22
+    title = "import cannot be resolved"
+
+
+class NativeExtensionDependency(ForgeError):
+    exit_code = 23
+    title = "dependency has C extension modules"
+
+
+class DependencyInstallFailed(ForgeError):
+    exit_code = 24
+    title = "dependency install failed"
+
+
+class CompileFailed(ForgeError):
+    exit_code = 25
+    title = "compilation failed"
+
+
+class NotStatic(ForgeError):
+    exit_code = 26
+    title = "binary is not fully static"
+
+
+class UnsupportedOnTarget(ForgeError):
+    exit_code = 27
+    title = "module unavailable on this target"
+
+
+# --- outputs (30-39) ----------------------------------------------------------------------------------
+class OutputPathConflict(ForgeError):
+    exit_code = 30
+    title = "output path is in the way"
+
+
+class InvalidImage(ForgeError):
+    exit_code = 31
+    title = "not a forge image"
+
+
+# --- registries and deployment (40-49) ------------------------------------------------------------
+class RegistryUnreachable(ForgeError):
+    exit_code = 40
+    title = "registry unreachable"
+
+
+class RegistryAuthFailed(ForgeError):
+    exit_code = 41
+    title = "registry authentication failed"
+
+
+class RegistryError(ForgeError):
+    exit_code = 42
+    title = "registry refused the push"
+
+
+class InvalidReference(ForgeError):
+    exit_code = 43
+    title = "invalid image reference"
+
+
+class DeployConfigError(ForgeError):
+    exit_code = 44
+    title = "invalid deployment settings"
+
+
+class UserFileChanged(ForgeError):
+    exit_code = 45
+    title = "refusing to overwrite a changed file"
+
+
+class BenchFailed(ForgeError):
+    exit_code = 50
+    title = "benchmark failed"
+
+
+def all_error_classes() -> list[type[ForgeError]]:
+    """Every concrete error class (used by tests to check that exit codes are unique)."""
+    seen, todo = [], [ForgeError]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            seen.append(sub)
+            todo.append(sub)
+    return seen

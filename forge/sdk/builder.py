@@ -1,0 +1,213 @@
+"""Builds the SDK into the cache: fetch and verify sources, run the recipe's stages, post-process.
+
+The entry is built in a staging directory and renamed into place only once it has passed its own
+checks, so a failed or interrupted build never leaves an entry that looks complete. A lock makes
+concurrent builds of the same key wait for each other instead of racing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+from forge import console, errors
+from forge.cache import cache_root, file_lock, remove_stale_staging, staging_dir
+from forge.sdk import compiler as compilers
+from forge.sdk import sources as srcs
+from forge.sdk.layout import (MANIFEST, REQUIRED_BUILTINS, Sdk, sdk_dir, static_problems)
+
+# Bump when the post-processing below changes what an SDK contains (the recipe, sources, patches
+# and pins are hashed directly).
+SDK_LAYOUT_VERSION = "1"
+RECIPE_STAGES = ("zlib", "bzip2", "xz", "libffi", "sqlite", "libuuid", "openssl", "cpython")
+
+
+def _package_file(name: str) -> bytes:
+    return resources.files("forge.sdk").joinpath(name).read_bytes()
+
+
+def _patches() -> list[tuple[str, bytes]]:
+    folder = resources.files("forge.sdk").joinpath("patches")
+    return sorted((p.name, p.read_bytes()) for p in folder.iterdir() if p.name.endswith(".patch"))
+
+
+def cache_key(version: str, compiler: compilers.Compiler) -> str:
+    h = hashlib.sha256()
+    parts = {
+        "layout": SDK_LAYOUT_VERSION,
+        "python": srcs.cpython_source(version).version,
+        "sources": [(s.name, s.version, s.sha256) for s in srcs.sources_for(version)],
+        "recipe": hashlib.sha256(_package_file("recipe.sh")).hexdigest(),
+        "requirements": hashlib.sha256(_package_file("requirements.txt")).hexdigest(),
+        "patches": [(n, hashlib.sha256(b).hexdigest()) for n, b in _patches()],
+        "compiler": compiler.identity,
+    }
+    h.update(json.dumps(parts, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _run(cmd: list[str], log: Path, stage: str, env: dict | None = None, cwd: Path | None = None) -> None:
+    with open(log, "ab") as fh:
+        fh.write(f"$ {' '.join(map(str, cmd))}\n".encode())
+        fh.flush()
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise errors.SdkBuildFailed(
+            f"stage {stage!r} failed (exit {proc.returncode}). Its full log is {log}; last lines:\n"
+            + "\n".join(tail) + "\nFix the cause shown there and run `forge toolchain build` again; "
+            "nothing was added to the cache.")
+
+
+def _fetch_python_packages(cache: Path, logs: Path) -> list[Path]:
+    """pip and Nuitka, pinned by hash, as wheels ready to install offline into the SDK."""
+    store = cache / "sources" / "python"
+    store.mkdir(parents=True, exist_ok=True)
+    req = store / "requirements.txt"
+    req.write_bytes(_package_file("requirements.txt"))
+    log = logs / "python-packages.log"
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "-r", str(req),
+          "-d", str(store)], log, "python-packages")
+    wheels = store / "wheels"
+    wheels.mkdir(exist_ok=True)
+    for sdist in store.glob("*.tar.gz"):  # Nuitka ships an sdist only: build its (pure) wheel once
+        stem = sdist.name[: -len(".tar.gz")].lower().replace("-", "_")
+        if not any(w.name.lower().startswith(stem) for w in wheels.glob("*.whl")):
+            _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(sdist)],
+                 log, "python-packages")
+    return sorted(store.glob("*.whl")) + sorted(wheels.glob("*.whl"))
+
+
+def _relocatable_sysconfig(prefix: Path, deps: Path) -> None:
+    """Make sysconfig follow the SDK when it moves, and give Nuitka link flags it understands.
+
+    Nuitka, linking a static libpython, keeps only `-l:`-style entries of MODLIBS, so every library
+    becomes -l:libX.a (found through -L<sdk>/deps/lib at build time).
+    """
+    (data,) = prefix.glob("lib/python3.*/_sysconfigdata_*.py")
+    text = data.read_text()
+    ns: dict = {}
+    exec(compile(text, str(data), "exec"), ns)  # noqa: S102 - our own build output
+    modlibs = ns["build_time_vars"].get("MODLIBS", "")
+    libs: list[str] = []
+    for tok in modlibs.split():
+        m = re.fullmatch(r"-l(\w[\w+.-]*)", tok)
+        if m and (deps / "lib" / f"lib{m.group(1)}.a").is_file():
+            tok = f"-l:lib{m.group(1)}.a"
+        elif tok.endswith(".a"):
+            tok = f"-l:{Path(tok).name}"
+        elif tok.startswith(("-L", "-I")):
+            continue
+        if tok not in libs:
+            libs.append(tok)
+    if "-lm" not in libs:
+        libs.append("-lm")
+    text += (
+        "\n# forge: relocatable SDK, and static link flags Nuitka understands.\n"
+        "import sys as _sys\n"
+        f"_BUILD_PREFIX = {str(prefix)!r}\n"
+        "build_time_vars = {k: (v.replace(_BUILD_PREFIX, _sys.prefix) if isinstance(v, str) else v)\n"
+        "                   for k, v in build_time_vars.items()}\n"
+        f"build_time_vars['MODLIBS'] = {' '.join(libs)!r}\n"
+    )
+    data.write_text(text)
+    for cached in data.parent.glob("__pycache__/_sysconfigdata_*"):
+        cached.unlink()
+
+
+def _apply_patches(prefix: Path, log: Path) -> None:
+    site = next(prefix.glob("lib/python3.*/site-packages"))
+    for name, _ in _patches():
+        patch = resources.files("forge.sdk").joinpath("patches", name)
+        with resources.as_file(patch) as p:
+            _run(["patch", "-p1", "-d", str(site), "-i", str(p)], log, f"patch {name}")
+
+
+def _probe(python: Path) -> dict:
+    code = ("import json, sys, sysconfig, ssl; print(json.dumps({'version': sys.version.split()[0], "
+            "'builtin_modules': sorted(sys.builtin_module_names), 'openssl': ssl.OPENSSL_VERSION}))")
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise errors.SdkBuildFailed(f"the freshly built interpreter does not start:\n{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def build_sdk(version: str = srcs.DEFAULT_PYTHON, compiler_override: str | None = None,
+              jobs: int | None = None) -> Sdk:
+    source_list = srcs.sources_for(version)        # unknown version fails here, before any work
+    compiler = compilers.find_compiler(compiler_override)
+    key = cache_key(version, compiler)
+    cache = cache_root()
+    final = sdk_dir(cache, version, key)
+    if (final / MANIFEST).is_file():
+        console.info(f"SDK already built: {final}")
+        return Sdk.load(final)
+    logs = cache / "logs" / final.name
+    logs.mkdir(parents=True, exist_ok=True)
+    console.info(f"building the SDK (Python {srcs.cpython_source(version).version}); stage logs: {logs}")
+    started = time.monotonic()
+    with file_lock(final.with_name(final.name + ".lock")):
+        if (final / MANIFEST).is_file():  # another process finished it while we waited
+            return Sdk.load(final)
+        remove_stale_staging(final.parent)
+        total = 2 + len(RECIPE_STAGES) + 3
+        with console.steps("SDK", total) as bar, staging_dir(final) as stage_root:
+            with bar.step("fetch sources"):
+                tarballs = {s.env_var: srcs.fetch(s, cache, open(logs / "fetch.log", "ab")) for s in source_list}
+            with bar.step("fetch pip and Nuitka"):
+                wheels = _fetch_python_packages(cache, logs)
+            wrapper = compilers.install_wrapper(compiler, stage_root)
+            prefix, deps = stage_root / "python", stage_root / "deps"
+            for d in (deps / "lib", deps / "include"):
+                d.mkdir(parents=True)
+            work = Path(tempfile.mkdtemp(prefix="forge-sdk-work-"))
+            env = {**os.environ, "WORK": str(work), "PREFIX": str(prefix), "DEPS": str(deps),
+                   "CC": str(wrapper), "JOBS": str(jobs or os.cpu_count() or 2),
+                   "SRC": str(cache / "sources"), **{k: v.name for k, v in tarballs.items()}}
+            with resources.as_file(resources.files("forge.sdk").joinpath("recipe.sh")) as recipe:
+                try:
+                    for stage in RECIPE_STAGES:
+                        with bar.step(stage):
+                            _run(["bash", str(recipe), stage], logs / f"{stage}.log", stage, env=env)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+            python = prefix / "bin" / "python3"
+            with bar.step("post-process"):
+                _relocatable_sysconfig(prefix, deps)
+                shutil.rmtree(next(prefix.glob("lib/python3.*")) / "test", ignore_errors=True)
+                for so in prefix.glob("lib/python3.*/lib-dynload/*.so"):
+                    so.unlink()  # a static interpreter cannot load these anyway
+            with bar.step("install pip and Nuitka"):
+                log = logs / "install.log"
+                pip_whl = next(w for w in wheels if w.name.startswith("pip-"))
+                _run([str(python), f"{pip_whl}/pip", "install", "--no-index", "--no-deps",
+                      "--no-compile", "--disable-pip-version-check", *map(str, wheels)], log, "install")
+                _apply_patches(prefix, log)
+            with bar.step("verify"):
+                probe = _probe(python)
+                missing = sorted(set(REQUIRED_BUILTINS) - set(probe["builtin_modules"]))
+                problems = static_problems(python.resolve())
+                if missing or problems:
+                    raise errors.SdkBuildFailed(
+                        f"the SDK built but fails its checks: missing built-in modules {missing}, "
+                        f"static-binary problems {problems}. See the logs in {logs}.")
+                manifest = {
+                    "key": key, "python_version": probe["version"], "openssl": probe["openssl"],
+                    "builtin_modules": probe["builtin_modules"],
+                    "sources": [{"name": s.name, "version": s.version, "sha256": s.sha256,
+                                 "license": s.license, "file": s.filename} for s in source_list],
+                    "packages": [w.name for w in wheels],
+                    "compiler": str(compiler.musl_gcc), "build_seconds": round(time.monotonic() - started, 1),
+                }
+                (stage_root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    console.info(f"SDK ready in {time.monotonic() - started:.0f}s: {final}")
+    return Sdk.load(final)

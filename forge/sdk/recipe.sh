@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The SDK recipe, one stage per call: `recipe.sh STAGE`. forge's builder runs the stages in order,
+# each with its own log, and hashes this file into the cache key, so editing it rebuilds the SDK.
+# Inputs (environment): WORK (scratch dir), SRC (verified tarballs), PREFIX (python install dir),
+# DEPS (static libraries), CC (the musl compiler wrapper), JOBS.
+set -euo pipefail
+stage=$1
+cd "$WORK"
+export PKG_CONFIG_LIBDIR="$DEPS/lib/pkgconfig" PKG_CONFIG_PATH=""   # never see the host's glibc .pc files
+CF="-O2 -fPIC"
+
+unpack() {  # unpack TARBALL into a fresh build dir named after the stage, cd into it
+  rm -rf "$WORK/build/$stage"; mkdir -p "$WORK/build/$stage"
+  tar -xf "$SRC/$1" -C "$WORK/build/$stage" --strip-components=1
+  cd "$WORK/build/$stage"
+}
+
+case "$stage" in
+zlib)
+  unpack "$ZLIB_TARBALL"
+  CC="$CC" CFLAGS="$CF" ./configure --static --prefix="$DEPS"
+  make -j"$JOBS" libz.a && make install ;;
+bzip2)
+  unpack "$BZIP2_TARBALL"
+  make -j"$JOBS" CC="$CC" CFLAGS="$CF -D_FILE_OFFSET_BITS=64" libbz2.a
+  install -m644 libbz2.a "$DEPS/lib/"; install -m644 bzlib.h "$DEPS/include/" ;;
+xz)
+  unpack "$XZ_TARBALL"
+  ./configure --prefix="$DEPS" --libdir="$DEPS/lib" --disable-shared --enable-static --disable-xz \
+    --disable-xzdec --disable-lzmadec --disable-lzmainfo --disable-lzma-links --disable-scripts \
+    --disable-doc --disable-nls CC="$CC" CFLAGS="$CF"
+  make -j"$JOBS" -C src/liblzma && make -C src/liblzma install ;;
+libffi)
+  unpack "$LIBFFI_TARBALL"
+  ./configure --prefix="$DEPS" --libdir="$DEPS/lib" --disable-shared --enable-static --with-pic \
+    --disable-docs --disable-multi-os-directory CC="$CC" CFLAGS="$CF"
+  make -j"$JOBS" && make install ;;
+sqlite)
+  # The Debian orig is sqlite's full source tree; its Makefile generates the amalgamation (needs
+  # tclsh), which we compile ourselves: one object, the options CPython's docs recommend.
+  unpack "$SQLITE_TARBALL"
+  ./configure --disable-shared --disable-tcl --disable-readline CC="$CC" >/dev/null
+  make sqlite3.c
+  "$CC" $CF -DSQLITE_THREADSAFE=1 -DSQLITE_ENABLE_FTS5 -DSQLITE_ENABLE_JSON1 -DSQLITE_ENABLE_RTREE \
+    -DSQLITE_ENABLE_MATH_FUNCTIONS -DSQLITE_OMIT_LOAD_EXTENSION -c sqlite3.c -o sqlite3.o
+  ar rcs "$DEPS/lib/libsqlite3.a" sqlite3.o
+  install -m644 sqlite3.h sqlite3ext.h "$DEPS/include/" ;;
+libuuid)
+  unpack "$UTIL_LINUX_TARBALL"
+  ./configure --prefix="$DEPS" --libdir="$DEPS/lib" --disable-all-programs --enable-libuuid \
+    --disable-shared --enable-static --without-python --without-systemd --without-udev \
+    --disable-nls --disable-bash-completion --without-tinfo --without-ncurses CC="$CC" CFLAGS="$CF"
+  make -j"$JOBS" libuuid.la && make install-usrlib_execLTLIBRARIES install-uuidincHEADERS install-pkgconfigDATA ;;
+openssl)
+  unpack "$OPENSSL_TARBALL"
+  # no-shared: static only. no-afalgeng: needs kernel crypto headers we don't want. The CA store is
+  # found through SSL_CERT_FILE, which forge images set.
+  ./Configure linux-x86_64 no-shared no-tests no-afalgeng --prefix="$DEPS" --libdir=lib \
+    --openssldir=/etc/ssl CC="$CC" -fPIC
+  make -j"$JOBS" build_libs && make install_dev ;;
+cpython)
+  unpack "$CPYTHON_TARBALL"
+  # Modules a static edge binary cannot or should not carry: GUI/terminal libraries we don't build,
+  # deprecated crypt/nis/spwd (need libcrypt/NIS), audio devices, and the test modules.
+  DISABLED="_tkinter _curses _curses_panel _dbm _gdbm readline nis _crypt spwd ossaudiodev
+    _testcapi _testinternalcapi _testbuffer _testimportmultiple _testmultiphase _ctypes_test
+    xxlimited xxlimited_35 _xxtestfuzz _testclinic"
+  ./configure --prefix="$PREFIX" --disable-shared --without-ensurepip --disable-test-modules \
+    --with-openssl="$DEPS" --with-lto=no CC="$CC" \
+    CFLAGS="-O2" CPPFLAGS="-I$DEPS/include" LDFLAGS="-static -L$DEPS/lib" \
+    LIBFFI_CFLAGS="-I$DEPS/include" LIBFFI_LIBS="-lffi" \
+    LIBSQLITE3_CFLAGS="-I$DEPS/include" LIBSQLITE3_LIBS="-lsqlite3" \
+    MODULE_BUILDTYPE=static LINKFORSHARED=" "
+  # 3.11 writes the static module list to Setup.stdlib but makesetup only reads it on WASM: copy its
+  # static part to Setup.local. _ctypes is still a setup.py module in 3.11, so it gets a line here
+  # (-DX, not -DX=1: makesetup takes a '=' for a variable definition). Everything setup.py would
+  # still build as a shared module is disabled: a static interpreter cannot dlopen it.
+  {
+    sed -n '/^\*static\*/,/^\*shared\*/p' Modules/Setup.stdlib | grep -v '^\*shared\*' \
+      | grep -Ev "^($(echo $DISABLED | tr ' ' '|'))( |$)" 
+    echo "_ctypes _ctypes/_ctypes.c _ctypes/callbacks.c _ctypes/callproc.c _ctypes/stgdict.c _ctypes/cfield.c -I$DEPS/include -DHAVE_FFI_PREP_CIF_VAR -DHAVE_FFI_PREP_CLOSURE_LOC -DHAVE_FFI_CLOSURE_ALLOC -lffi"
+    echo '*disabled*'; printf '%s\n' $DISABLED
+  } > Modules/Setup.local
+  make -j"$JOBS"
+  make install
+  # CPython's bundled libmpdec and libexpat are linked into libpython's users (Nuitka) too.
+  install -m644 Modules/_decimal/libmpdec/libmpdec.a Modules/expat/libexpat.a "$DEPS/lib/" ;;
+*)
+  echo "unknown stage: $stage" >&2; exit 2 ;;
+esac

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up everything forge needs on this machine, idempotently:
+#   - system packages (Debian/Ubuntu: installed with apt-get; elsewhere: named precisely),
+#   - a virtualenv in .venv with forge and its test dependencies.
+# Usage: scripts/bootstrap.sh [--test]   (--test adds what the test suite needs: Docker, registry, wrk)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+# command -> Debian package providing it
+declare -A need=([musl-gcc]=musl-tools [tclsh]=tcl [make]=make [patch]=patch [gcc]=gcc
+                 [strip]=binutils [pkg-config]=pkg-config [xz]=xz-utils [bzip2]=bzip2 [curl]=curl)
+if [ $want_test = 1 ]; then
+  need+=([dockerd]=docker.io [docker-registry]=docker-registry [wrk]=wrk [htpasswd]=apache2-utils
+         [node]=nodejs [npm]=npm)
+fi
+missing=()
+for cmd in "${!need[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}"); done
+[ -d /usr/include/linux ] || missing+=(linux-libc-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "[bootstrap] installing: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "[bootstrap] this is not a Debian-like system; install these packages (Debian names) yourself:" >&2
+    printf '  %s\n' "${missing[@]}" >&2
+    echo "  musl-tools: musl-gcc; docker.io: the Docker engine; docker-registry: the OCI registry (distribution)" >&2
+    exit 3
+  fi
+fi
+
+py=${PYTHON:-python3}
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "[bootstrap] forge needs Python >= 3.11 to run ($py is $("$py" -V 2>&1)); set PYTHON=python3.11" >&2; exit 3; }
+if [ ! -x "$here/.venv/bin/python" ]; then
+  "$py" -m venv "$here/.venv"
+fi
+extra=""; [ $want_test = 1 ] && extra="[test]"
+"$here/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here$extra" 2> >(grep -v "is ignored: it is neither" >&2)
+echo "[bootstrap] ready: $here/.venv/bin/forge"

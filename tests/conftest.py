@@ -1,0 +1,10 @@
+"""Shared fixtures. Heavy fixtures (the SDK, dockerd, the registry) live in tests/plugins/ and are
+session-scoped: the SDK is built once per machine (cached on disk), daemons once per test run."""
+
+import os
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its helper image can't be pulled
+
+pytest_plugins = [
+    "tests.plugins.sdk",
+]
