@@ -1,0 +1,1 @@
+"""Publishers take an Image value and put it somewhere (ko's seam between build and publish)."""
