@@ -141,6 +141,21 @@ class UserFileChanged(ForgeError):
     title = "refusing to overwrite a changed file"
 
 
+class InsecureRegistryRefused(ForgeError):
+    exit_code = 46
+    title = "plain-HTTP registry refused"
+
+
+class CredentialHelperFailed(ForgeError):
+    exit_code = 47
+    title = "Docker credential helper failed"
+
+
+class ImageUnsuitable(ForgeError):
+    exit_code = 48
+    title = "image unsuitable for the deployment target"
+
+
 class BenchFailed(ForgeError):
     exit_code = 50
     title = "benchmark failed"
