@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -89,6 +90,37 @@ def toolchain_clean(sources: bool = typer.Option(False, "--sources", help="Also 
         if t.exists():
             shutil.rmtree(t)
             console.info(f"removed {t}")
+
+
+@app.command("build")
+def build_cmd(
+    src: Path = typer.Argument(..., help="A .py file, or a project directory with [tool.forge] entry."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output directory (default dist/NAME)."),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Image name:tag (default NAME:latest)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="oci (layout directory) or docker-archive."),
+    compression: Optional[str] = typer.Option(None, "--compression", help="Layer compression: gzip or zstd."),
+    load: bool = typer.Option(False, "--load", help="Load the image into the local Docker engine."),
+    python: Optional[str] = typer.Option(None, "--python", envvar="FORGE_PYTHON", help="SDK Python version."),
+    build_sdk: bool = typer.Option(False, "--build-sdk", help="Build the SDK first if it is missing."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Compile a workload into a fully static binary and a reproducible FROM scratch image."""
+    from forge.build import build, options_from
+
+    opts = options_from(src, output=output, tag=tag, format=fmt, compression=compression,
+                        load=load, python=python, build_sdk=build_sdk)
+    summary = build(opts)
+    if as_json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    mib = 2**20
+    console.out.print(f"[bold green]built[/] {summary['tag']}  {summary['digest']}")
+    console.out.print(f"  binary  {summary['binary']}  ({summary['binary_size'] / mib:.1f} MiB, static)")
+    console.out.print(f"  image   {summary['image']}  ({summary['image_size_compressed'] / mib:.1f} MiB "
+                      f"compressed, {summary['image_size_uncompressed'] / mib:.1f} MiB uncompressed)")
+    console.out.print(f"  sbom    {summary['sbom']}")
+    console.out.print(f"  time    {summary['build_seconds']:.1f}s"
+                      + (" (compile cached)" if summary["cached_compile"] else ""))
 
 
 def main() -> None:

@@ -95,22 +95,9 @@ def _relocatable_sysconfig(prefix: Path, deps: Path) -> None:
     """
     (data,) = prefix.glob("lib/python3.*/_sysconfigdata_*.py")
     text = data.read_text()
-    ns: dict = {}
-    exec(compile(text, str(data), "exec"), ns)  # noqa: S102 - our own build output
-    modlibs = ns["build_time_vars"].get("MODLIBS", "")
-    libs: list[str] = []
-    for tok in modlibs.split():
-        m = re.fullmatch(r"-l(\w[\w+.-]*)", tok)
-        if m and (deps / "lib" / f"lib{m.group(1)}.a").is_file():
-            tok = f"-l:lib{m.group(1)}.a"
-        elif tok.endswith(".a"):
-            tok = f"-l:{Path(tok).name}"
-        elif tok.startswith(("-L", "-I")):
-            continue
-        if tok not in libs:
-            libs.append(tok)
-    if "-lm" not in libs:
-        libs.append("-lm")
+    # Link order matters for static archives: users before what they use (ssl before crypto).
+    order = ["ssl", "crypto", "sqlite3", "z", "bz2", "lzma", "uuid", "ffi", "mpdec", "expat"]
+    libs = [f"-l:lib{n}.a" for n in order if (deps / "lib" / f"lib{n}.a").is_file()] + ["-lm"]
     text += (
         "\n# forge: relocatable SDK, and static link flags Nuitka understands.\n"
         "import sys as _sys\n"
@@ -127,6 +114,8 @@ def _relocatable_sysconfig(prefix: Path, deps: Path) -> None:
 def _apply_patches(prefix: Path, log: Path) -> None:
     site = next(prefix.glob("lib/python3.*/site-packages"))
     for name, _ in _patches():
+        if not name.startswith("site-"):
+            continue  # cpython-*.patch are applied to the source tree by the recipe
         patch = resources.files("forge.sdk").joinpath("patches", name)
         with resources.as_file(patch) as p:
             _run(["patch", "-p1", "-d", str(site), "-i", str(p)], log, f"patch {name}")
@@ -173,7 +162,9 @@ def build_sdk(version: str = srcs.DEFAULT_PYTHON, compiler_override: str | None 
             env = {**os.environ, "WORK": str(work), "PREFIX": str(prefix), "DEPS": str(deps),
                    "CC": str(wrapper), "JOBS": str(jobs or os.cpu_count() or 2),
                    "SRC": str(cache / "sources"), **{k: v.name for k, v in tarballs.items()}}
-            with resources.as_file(resources.files("forge.sdk").joinpath("recipe.sh")) as recipe:
+            with resources.as_file(resources.files("forge.sdk")) as pkg_dir:
+                recipe = pkg_dir / "recipe.sh"
+                env["PATCHES"] = str(pkg_dir / "patches")
                 try:
                     for stage in RECIPE_STAGES:
                         with bar.step(stage):

@@ -2,7 +2,7 @@
 # The SDK recipe, one stage per call: `recipe.sh STAGE`. forge's builder runs the stages in order,
 # each with its own log, and hashes this file into the cache key, so editing it rebuilds the SDK.
 # Inputs (environment): WORK (scratch dir), SRC (verified tarballs), PREFIX (python install dir),
-# DEPS (static libraries), CC (the musl compiler wrapper), JOBS.
+# DEPS (static libraries), CC (the musl compiler wrapper), JOBS, PATCHES (forge/sdk/patches).
 set -euo pipefail
 stage=$1
 cd "$WORK"
@@ -65,9 +65,10 @@ cpython)
   DISABLED="_tkinter _curses _curses_panel _dbm _gdbm readline nis _crypt spwd ossaudiodev
     _testcapi _testinternalcapi _testbuffer _testimportmultiple _testmultiphase _ctypes_test
     xxlimited xxlimited_35 _xxtestfuzz _testclinic"
+  for p in "$PATCHES"/cpython-*.patch; do patch -p1 < "$p"; done
   ./configure --prefix="$PREFIX" --disable-shared --without-ensurepip --disable-test-modules \
     --with-openssl="$DEPS" --with-lto=no CC="$CC" \
-    CFLAGS="-O2" CPPFLAGS="-I$DEPS/include" LDFLAGS="-static -L$DEPS/lib" \
+    OPT="-DNDEBUG -fwrapv -O2 -Wall" CPPFLAGS="-I$DEPS/include" LDFLAGS="-static -L$DEPS/lib" \
     LIBFFI_CFLAGS="-I$DEPS/include" LIBFFI_LIBS="-lffi" \
     LIBSQLITE3_CFLAGS="-I$DEPS/include" LIBSQLITE3_LIBS="-lsqlite3" \
     MODULE_BUILDTYPE=static LINKFORSHARED=" "

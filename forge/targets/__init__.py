@@ -1,0 +1,50 @@
+"""Compilation targets behind one small interface (as cibuildwheel has one module per platform).
+
+A target turns a prepared workload (sources, dependencies, the generated entry) into an Artifact.
+Everything before (resolving, dependencies, analysis) and after (images, publishing) is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from forge.sdk.layout import Sdk
+from forge.workload import Workload
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    workload: Workload
+    sdk: Sdk
+    entry_script: Path               # generated main module (what Nuitka compiles)
+    search_path: tuple[Path, ...]    # project dir, dependency site, forge_runtime's parent
+    include: tuple[str, ...]         # modules to include explicitly (dynamic imports)
+    log: Path
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path                       # the binary (native) or module (wasm)
+    target: str
+    size: int
+    details: dict = field(default_factory=dict)
+
+
+class Target(Protocol):
+    name: str
+
+    def compile(self, inputs: BuildInputs, out_dir: Path) -> Artifact:
+        """Compile into out_dir (a fresh scratch directory) and return the checked artifact."""
+        ...
+
+
+def get_target(name: str) -> Target:
+    from forge import errors
+    from forge.targets.native import NativeTarget
+
+    targets: dict[str, Target] = {"native": NativeTarget()}
+    if name not in targets:
+        raise errors.ConfigError(f"unknown target {name!r}; available: {', '.join(sorted(targets))}.")
+    return targets[name]

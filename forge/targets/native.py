@@ -1,0 +1,58 @@
+"""The native target: Nuitka, run by the SDK interpreter, emits one fully static x86_64 ELF."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from forge import errors
+from forge.elfcheck import static_problems
+from forge.targets import Artifact, BuildInputs
+
+
+class NativeTarget:
+    name = "native"
+
+    def nuitka_command(self, inputs: BuildInputs, out_dir: Path) -> list[str]:
+        cmd = [str(inputs.sdk.python), "-m", "nuitka", "--standalone", "--static-libpython=yes",
+               f"--output-dir={out_dir}", "--output-filename=app", "--remove-output",
+               "--assume-yes-for-downloads", "--no-progressbar",
+               # The workload runs unattended: no site import, no asserts' docstrings overhead.
+               "--python-flag=no_site", "--python-flag=no_warnings",
+               f"--jobs={os.cpu_count() or 2}"]
+        cmd += [f"--include-module={m}" for m in inputs.include]
+        cmd.append(str(inputs.entry_script))
+        return cmd
+
+    def compile(self, inputs: BuildInputs, out_dir: Path) -> Artifact:
+        sdk = inputs.sdk
+        env = {**os.environ,
+               "CC": str(sdk.cc),
+               "LDFLAGS": f"-static -L{sdk.deps_lib}",
+               "PYTHONPATH": os.pathsep.join(map(str, inputs.search_path)),
+               "NUITKA_CACHE_DIR": str(sdk.path.parent.parent / "nuitka-cache")}
+        with open(inputs.log, "ab") as fh:
+            proc = subprocess.run(self.nuitka_command(inputs, out_dir), stdout=fh,
+                                  stderr=subprocess.STDOUT, env=env, cwd=out_dir)
+        if proc.returncode != 0:
+            tail = "\n".join(inputs.log.read_text(errors="replace").splitlines()[-20:])
+            raise errors.CompileFailed(
+                f"Nuitka could not compile {inputs.workload.module_path}:\n{tail}\nFull log: "
+                f"{inputs.log}. If it names a module that is imported dynamically, add it to "
+                f"[tool.forge] include = [...].")
+        dist = out_dir / f"{inputs.entry_script.stem}.dist"
+        binary = dist / "app"
+        if not binary.is_file():
+            raise errors.CompileFailed(f"Nuitka reported success but {binary} is missing; see {inputs.log}.")
+        problems = static_problems(binary)
+        if problems:
+            raise errors.NotStatic(
+                f"the compiled binary {binary} is not fully static ({'; '.join(problems)}), so it "
+                f"cannot run in a FROM scratch image. This means something linked a shared "
+                f"library; check LDFLAGS and the SDK ({sdk.path}), or rebuild the SDK with "
+                f"`forge toolchain clean && forge toolchain build`.")
+        subprocess.run(["strip", "--strip-all", str(binary)], check=True)
+        return Artifact(binary, self.name, binary.stat().st_size,
+                        {"dist_dir": str(dist), "files": sorted(p.name for p in dist.iterdir())})

@@ -1,0 +1,145 @@
+"""What the user asked to build: the entry module, how it is served, and its dependencies.
+
+A workload is either a `.py` file or a project directory whose pyproject.toml names the entry in
+`[tool.forge] entry = "module:attr"`. An entry with `:attr` is served over HTTP by forge_runtime; an
+entry without one is a program (CLI-type workload) that runs and exits.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forge import errors
+
+# Folders never compiled in nor hashed: outputs, VCS, virtualenvs, caches.
+IGNORED_DIRS = {".git", ".hg", ".venv", "venv", "__pycache__", "dist", "build", ".forge",
+                "node_modules", ".mypy_cache", ".pytest_cache", ".tox"}
+
+
+@dataclass(frozen=True)
+class Workload:
+    project_dir: Path
+    module: str                      # importable name of the entry module
+    attr: str | None                 # the app object; None: a program that runs and exits
+    name: str                        # image/binary name
+    requirements: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()    # modules imported dynamically, from [tool.forge] include
+    settings: dict = field(default_factory=dict, hash=False, compare=False)  # the [tool.forge] table
+
+    @property
+    def module_path(self) -> Path:
+        base = self.project_dir.joinpath(*self.module.split("."))
+        return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+    def source_files(self) -> list[Path]:
+        """Every file of the project that can change the build, sorted (for hashing)."""
+        found = []
+        for p in sorted(self.project_dir.rglob("*")):
+            rel = p.relative_to(self.project_dir)
+            if any(part in IGNORED_DIRS or part.endswith(".egg-info") for part in rel.parts):
+                continue
+            if p.is_file() and p.suffix in {".py", ".toml", ".txt", ".json", ".cfg"}:
+                found.append(p)
+        return found
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "app"
+
+
+def _read_pyproject(project_dir: Path) -> dict:
+    path = project_dir / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.ConfigError(f"{path} is not valid TOML: {exc}. Fix the file and build again.") from None
+
+
+def _requirements(project_dir: Path, pyproject: dict) -> tuple[str, ...]:
+    deps = pyproject.get("project", {}).get("dependencies")
+    if deps:
+        return tuple(deps)
+    req = project_dir / "requirements.txt"
+    if req.is_file():
+        lines = [line.split("#", 1)[0].strip() for line in req.read_text().splitlines()]
+        return tuple(line for line in lines if line)
+    return ()
+
+
+def _defines_app(path: Path) -> bool:
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    for node in tree.body:
+        targets = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            targets = [node.name]
+        elif isinstance(node, ast.Assign):
+            targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, (ast.ImportFrom, ast.Import)):
+            targets = [a.asname or a.name.split(".")[0] for a in node.names]
+        if "app" in targets:
+            return True
+    return False
+
+
+def check_syntax(path: Path) -> None:
+    try:
+        compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        line = (exc.text or "").rstrip("\n")
+        raise errors.WorkloadSyntaxError(
+            f"{exc.filename}:{exc.lineno}:{exc.offset or 0}: {exc.msg}\n    {line}\n"
+            f"Fix the syntax error and build again.") from None
+
+
+def resolve(src: Path) -> Workload:
+    src = src.expanduser()
+    if not src.exists():
+        raise errors.WorkloadNotFound(
+            f"{src} does not exist. Pass a Python file (forge build app.py) or a project directory "
+            f"whose pyproject.toml has [tool.forge] entry = \"module:app\".")
+    src = src.resolve()
+    if src.is_file():
+        if src.suffix != ".py":
+            raise errors.WorkloadNotFound(f"{src} is not a .py file. Pass a Python file or a project directory.")
+        project_dir, pyproject = src.parent, _read_pyproject(src.parent)
+        check_syntax(src)
+        module, attr = src.stem, ("app" if _defines_app(src) else None)
+        tool = pyproject.get("tool", {}).get("forge", {})
+    else:
+        project_dir, pyproject = src, _read_pyproject(src)
+        tool = pyproject.get("tool", {}).get("forge", {})
+        entry = tool.get("entry")
+        if entry is None:
+            if (src / "app.py").is_file():
+                entry = "app:app" if _defines_app(src / "app.py") else "app"
+            else:
+                raise errors.WorkloadNotFound(
+                    f"{src} has no entry: add [tool.forge] entry = \"module:app\" to its "
+                    f"pyproject.toml (or an app.py), or pass the .py file itself.")
+        if not isinstance(entry, str) or not re.fullmatch(r"[\w.]+(:\w+)?", entry):
+            raise errors.ConfigError(
+                f"[tool.forge] entry = {entry!r} in {src / 'pyproject.toml'} is not of the form "
+                f"\"module:attr\" (served over HTTP) or \"module\" (a program). Fix it and build again.")
+        module, _, attr = entry.partition(":")
+        attr = attr or None
+    name = _slug(tool.get("name") or pyproject.get("project", {}).get("name") or
+                 (project_dir.name if src.is_dir() else src.stem))
+    include = tool.get("include", [])
+    if not isinstance(include, list) or not all(isinstance(i, str) for i in include):
+        raise errors.ConfigError(f"[tool.forge] include must be a list of module names, got {include!r}.")
+    w = Workload(project_dir, module, attr, name, _requirements(project_dir, pyproject),
+                 tuple(include), tool)
+    if not w.module_path.is_file():
+        raise errors.WorkloadNotFound(
+            f"the entry module {module!r} was not found in {project_dir} (looked for "
+            f"{w.module_path}). Fix [tool.forge] entry in pyproject.toml.")
+    for f in w.source_files():
+        if f.suffix == ".py":
+            check_syntax(f)
+    return w
