@@ -65,8 +65,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def remove_stale_staging(parent: Path) -> None:
-    """Drop scratch directories left by killed processes (callers hold the lock)."""
-    if parent.is_dir():
-        for p in parent.glob(".*.tmp-*"):
+def remove_stale_staging(final: Path) -> None:
+    """Drop scratch directories of `final` left by killed processes (callers hold its lock)."""
+    if final.parent.is_dir():
+        for p in final.parent.glob(f".{final.name}.tmp-*"):
             shutil.rmtree(p, ignore_errors=True)

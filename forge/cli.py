@@ -123,7 +123,15 @@ def build_cmd(
                       + (" (compile cached)" if summary["cached_compile"] else ""))
 
 
+def _terminate(signum, frame):
+    # SIGTERM unwinds like Ctrl-C, so staging directories are removed and child builds killed.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app(standalone_mode=False)
     except errors.ForgeError as exc:

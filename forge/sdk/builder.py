@@ -21,13 +21,14 @@ from pathlib import Path
 
 from forge import console, errors
 from forge.cache import cache_root, file_lock, remove_stale_staging, staging_dir
+from forge.proc import run_killable
 from forge.sdk import compiler as compilers
 from forge.sdk import sources as srcs
 from forge.sdk.layout import (MANIFEST, REQUIRED_BUILTINS, Sdk, sdk_dir, static_problems)
 
 # Bump when the post-processing below changes what an SDK contains (the recipe, sources, patches
 # and pins are hashed directly).
-SDK_LAYOUT_VERSION = "1"
+SDK_LAYOUT_VERSION = "2"
 RECIPE_STAGES = ("zlib", "bzip2", "xz", "libffi", "sqlite", "libuuid", "openssl", "cpython")
 
 
@@ -59,7 +60,7 @@ def _run(cmd: list[str], log: Path, stage: str, env: dict | None = None, cwd: Pa
     with open(log, "ab") as fh:
         fh.write(f"$ {' '.join(map(str, cmd))}\n".encode())
         fh.flush()
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        proc = run_killable(cmd, stdout=fh, env=env, cwd=cwd)
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-15:]
         raise errors.SdkBuildFailed(
@@ -68,27 +69,21 @@ def _run(cmd: list[str], log: Path, stage: str, env: dict | None = None, cwd: Pa
             "nothing was added to the cache.")
 
 
-def _fetch_python_packages(cache: Path, logs: Path) -> list[Path]:
-    """pip and Nuitka, pinned by hash, as wheels ready to install offline into the SDK."""
+def _fetch_python_packages(cache: Path, logs: Path) -> Path:
+    """pip, Nuitka and Nuitka's build requirements, pinned by hash, in a folder pip can install
+    from offline (`--no-index --find-links`)."""
     store = cache / "sources" / "python"
     store.mkdir(parents=True, exist_ok=True)
     req = store / "requirements.txt"
     req.write_bytes(_package_file("requirements.txt"))
-    log = logs / "python-packages.log"
     _run([sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "-r", str(req),
-          "-d", str(store)], log, "python-packages")
-    wheels = store / "wheels"
-    wheels.mkdir(exist_ok=True)
-    for sdist in store.glob("*.tar.gz"):  # Nuitka ships an sdist only: build its (pure) wheel once
-        stem = sdist.name[: -len(".tar.gz")].lower().replace("-", "_")
-        if not any(w.name.lower().startswith(stem) for w in wheels.glob("*.whl")):
-            _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(sdist)],
-                 log, "python-packages")
-    return sorted(store.glob("*.whl")) + sorted(wheels.glob("*.whl"))
+          "-d", str(store)], logs / "python-packages.log", "python-packages")
+    return store
 
 
 def _relocatable_sysconfig(prefix: Path, deps: Path) -> None:
-    """Make sysconfig follow the SDK when it moves, and give Nuitka link flags it understands.
+    """Make sysconfig follow the SDK when it moves (every build-time path under the SDK root,
+    including the compiler wrapper and deps, is rewritten relative to sys.prefix at import), and give Nuitka link flags it understands.
 
     Nuitka, linking a static libpython, keeps only `-l:`-style entries of MODLIBS, so every library
     becomes -l:libX.a (found through -L<sdk>/deps/lib at build time).
@@ -100,9 +95,10 @@ def _relocatable_sysconfig(prefix: Path, deps: Path) -> None:
     libs = [f"-l:lib{n}.a" for n in order if (deps / "lib" / f"lib{n}.a").is_file()] + ["-lm"]
     text += (
         "\n# forge: relocatable SDK, and static link flags Nuitka understands.\n"
-        "import sys as _sys\n"
-        f"_BUILD_PREFIX = {str(prefix)!r}\n"
-        "build_time_vars = {k: (v.replace(_BUILD_PREFIX, _sys.prefix) if isinstance(v, str) else v)\n"
+        "import os as _os, sys as _sys\n"
+        f"_BUILD_ROOT = {str(prefix.parent)!r}\n"
+        "_ROOT = _os.path.dirname(_sys.prefix)\n"
+        "build_time_vars = {k: (v.replace(_BUILD_ROOT, _ROOT) if isinstance(v, str) else v)\n"
         "                   for k, v in build_time_vars.items()}\n"
         f"build_time_vars['MODLIBS'] = {' '.join(libs)!r}\n"
     )
@@ -119,6 +115,10 @@ def _apply_patches(prefix: Path, log: Path) -> None:
         patch = resources.files("forge.sdk").joinpath("patches", name)
         with resources.as_file(patch) as p:
             _run(["patch", "-p1", "-d", str(site), "-i", str(p)], log, f"patch {name}")
+
+
+def _installed(prefix: Path) -> list[str]:
+    return sorted(p.name[: -len(".dist-info")] for p in prefix.glob("lib/python3.*/site-packages/*.dist-info"))
 
 
 def _probe(python: Path) -> dict:
@@ -147,7 +147,7 @@ def build_sdk(version: str = srcs.DEFAULT_PYTHON, compiler_override: str | None 
     with file_lock(final.with_name(final.name + ".lock")):
         if (final / MANIFEST).is_file():  # another process finished it while we waited
             return Sdk.load(final)
-        remove_stale_staging(final.parent)
+        remove_stale_staging(final)
         total = 2 + len(RECIPE_STAGES) + 3
         with console.steps("SDK", total) as bar, staging_dir(final) as stage_root:
             with bar.step("fetch sources"):
@@ -179,9 +179,10 @@ def build_sdk(version: str = srcs.DEFAULT_PYTHON, compiler_override: str | None 
                     so.unlink()  # a static interpreter cannot load these anyway
             with bar.step("install pip and Nuitka"):
                 log = logs / "install.log"
-                pip_whl = next(w for w in wheels if w.name.startswith("pip-"))
-                _run([str(python), f"{pip_whl}/pip", "install", "--no-index", "--no-deps",
-                      "--no-compile", "--disable-pip-version-check", *map(str, wheels)], log, "install")
+                pip_whl = next(wheels.glob("pip-*.whl"))
+                _run([str(python), f"{pip_whl}/pip", "install", "--no-index", "--find-links", str(wheels),
+                      "--no-compile", "--disable-pip-version-check", "--root-user-action=ignore",
+                      "pip", "nuitka"], log, "install")
                 _apply_patches(prefix, log)
             with bar.step("verify"):
                 probe = _probe(python)
@@ -196,7 +197,7 @@ def build_sdk(version: str = srcs.DEFAULT_PYTHON, compiler_override: str | None 
                     "builtin_modules": probe["builtin_modules"],
                     "sources": [{"name": s.name, "version": s.version, "sha256": s.sha256,
                                  "license": s.license, "file": s.filename} for s in source_list],
-                    "packages": [w.name for w in wheels],
+                    "packages": _installed(prefix),
                     "compiler": str(compiler.musl_gcc), "build_seconds": round(time.monotonic() - started, 1),
                 }
                 (stage_root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))

@@ -7,7 +7,8 @@ set -euo pipefail
 stage=$1
 cd "$WORK"
 export PKG_CONFIG_LIBDIR="$DEPS/lib/pkgconfig" PKG_CONFIG_PATH=""   # never see the host's glibc .pc files
-CF="-O2 -fPIC"
+# Sections per function/datum let the final static link drop unused code (--gc-sections).
+CF="-O2 -fPIC -ffunction-sections -fdata-sections"
 
 unpack() {  # unpack TARBALL into a fresh build dir named after the stage, cd into it
   rm -rf "$WORK/build/$stage"; mkdir -p "$WORK/build/$stage"
@@ -56,7 +57,7 @@ openssl)
   # no-shared: static only. no-afalgeng: needs kernel crypto headers we don't want. The CA store is
   # found through SSL_CERT_FILE, which forge images set.
   ./Configure linux-x86_64 no-shared no-tests no-afalgeng --prefix="$DEPS" --libdir=lib \
-    --openssldir=/etc/ssl CC="$CC" -fPIC
+    --openssldir=/etc/ssl CC="$CC" -fPIC -ffunction-sections -fdata-sections
   make -j"$JOBS" build_libs && make install_dev ;;
 cpython)
   unpack "$CPYTHON_TARBALL"
@@ -68,7 +69,7 @@ cpython)
   for p in "$PATCHES"/cpython-*.patch; do patch -p1 < "$p"; done
   ./configure --prefix="$PREFIX" --disable-shared --without-ensurepip --disable-test-modules \
     --with-openssl="$DEPS" --with-lto=no CC="$CC" \
-    OPT="-DNDEBUG -fwrapv -O2 -Wall" CPPFLAGS="-I$DEPS/include" LDFLAGS="-static -L$DEPS/lib" \
+    OPT="-DNDEBUG -fwrapv -O2 -Wall -ffunction-sections -fdata-sections" CPPFLAGS="-I$DEPS/include" LDFLAGS="-static -L$DEPS/lib" \
     LIBFFI_CFLAGS="-I$DEPS/include" LIBFFI_LIBS="-lffi" \
     LIBSQLITE3_CFLAGS="-I$DEPS/include" LIBSQLITE3_LIBS="-lsqlite3" \
     MODULE_BUILDTYPE=static LINKFORSHARED=" "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from forge import errors
 from forge.elfcheck import static_problems
+from forge.proc import run_killable
 from forge.targets import Artifact, BuildInputs
 
 
@@ -34,8 +35,7 @@ class NativeTarget:
                "PYTHONPATH": os.pathsep.join(map(str, inputs.search_path)),
                "NUITKA_CACHE_DIR": str(sdk.path.parent.parent / "nuitka-cache")}
         with open(inputs.log, "ab") as fh:
-            proc = subprocess.run(self.nuitka_command(inputs, out_dir), stdout=fh,
-                                  stderr=subprocess.STDOUT, env=env, cwd=out_dir)
+            proc = run_killable(self.nuitka_command(inputs, out_dir), stdout=fh, env=env, cwd=out_dir)
         if proc.returncode != 0:
             tail = "\n".join(inputs.log.read_text(errors="replace").splitlines()[-20:])
             raise errors.CompileFailed(

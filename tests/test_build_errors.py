@@ -1,0 +1,96 @@
+"""Bad input to `forge build`: a clear error, its own exit code, no traceback, no partial output."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_forge
+
+
+def _no_output(out: Path) -> bool:
+    return not out.exists() and not list(out.parent.glob(f".{out.name}.tmp-*"))
+
+
+def test_missing_file(tmp_path):
+    out = tmp_path / "out"
+    r = run_forge("build", tmp_path / "nope.py", "-o", out)
+    assert r.returncode == 20, r.stderr
+    assert "nope.py does not exist" in r.stderr and "Traceback" not in r.stderr
+    assert _no_output(out)
+
+
+def test_syntax_error_shows_file_and_line(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text("def app(request):\n    return 'ok'\n\nx = (1,\n")
+    out = tmp_path / "out"
+    r = run_forge("build", app, "-o", out)
+    assert r.returncode == 21, r.stderr
+    assert f"{app}:4" in r.stderr and "Traceback" not in r.stderr
+    assert _no_output(out)
+
+
+def test_output_path_that_is_not_a_forge_output(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text("def app(request):\n    return 'ok'\n")
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    r = run_forge("build", app, "-o", out)
+    assert r.returncode == 30, r.stderr
+    assert str(out) in r.stderr and "-o" in r.stderr
+    assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_no_sdk_says_how_to_build_it(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text("def app(request):\n    return 'ok'\n")
+    out = tmp_path / "out"
+    r = run_forge("build", app, "-o", out, env={"FORGE_CACHE_DIR": str(tmp_path / "empty-cache")})
+    assert r.returncode == 15, r.stderr
+    assert "forge toolchain build" in r.stderr and "--build-sdk" in r.stderr
+    assert _no_output(out)
+
+
+@pytest.mark.sdk
+def test_unresolvable_import(sdk, tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text("import json\nimport definitely_not_a_module_xyz\n\ndef app(request):\n    return 'ok'\n")
+    out = tmp_path / "out"
+    r = run_forge("build", app, "-o", out)
+    assert r.returncode == 22, r.stderr
+    assert f"{app}:2" in r.stderr and "definitely_not_a_module_xyz" in r.stderr
+    assert _no_output(out)
+
+
+@pytest.mark.sdk
+def test_optional_import_is_not_an_error_but_a_missing_one_is(sdk, tmp_path):
+    from forge.analysis import collect_imports
+
+    app = tmp_path / "app.py"
+    app.write_text("try:\n    import ujson as json\nexcept ImportError:\n    import json\n")
+    sites = collect_imports(app)
+    assert [(s.module, s.optional) for s in sites] == [("ujson", True), ("json", False)]
+
+
+@pytest.mark.sdk
+def test_c_extension_dependency_is_refused_before_compiling(sdk, tmp_path):
+    pkg = tmp_path / "fastthing"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "src" / "fastthing.c").write_text(textwrap.dedent("""
+        #include <Python.h>
+        static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "fastthing", NULL, -1, NULL};
+        PyMODINIT_FUNC PyInit_fastthing(void) { return PyModule_Create(&m); }
+    """))
+    (pkg / "setup.py").write_text(
+        "from setuptools import setup, Extension\n"
+        "setup(name='fastthing', version='1.0', ext_modules=[Extension('fastthing', ['src/fastthing.c'])])\n")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "app.py").write_text("import fastthing\n\ndef app(request):\n    return 'ok'\n")
+    (proj / "requirements.txt").write_text(f"fastthing @ file://{pkg}\n")
+    out = tmp_path / "out"
+    r = run_forge("build", proj, "-o", out, timeout=900)
+    assert r.returncode == 23, r.stdout + r.stderr
+    assert "fastthing" in r.stderr and "Traceback" not in r.stderr
+    assert _no_output(out)
