@@ -128,6 +128,86 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+deploy_app = typer.Typer(no_args_is_help=True, help="Generate a deployment project for an edge platform.")
+app.add_typer(deploy_app, name="deploy")
+ci_app = typer.Typer(no_args_is_help=True, help="Generate a CI workflow that builds, pushes and deploys.")
+app.add_typer(ci_app, name="ci")
+
+
+@app.command("push")
+def push_cmd(
+    out: Path = typer.Argument(..., help="A forge build output: its directory, an OCI image layout or a docker archive."),
+    ref: str = typer.Argument(..., help="Where to push: [registry[:port]/]repository[:tag] (tag default: latest)."),
+    insecure: bool = typer.Option(False, "--insecure",
+                                  help="Plain HTTP; only for a registry on this machine (localhost, 127.0.0.0/8, ::1)."),
+) -> None:
+    """Push an image to an OCI registry, sending only the blobs it lacks. Prints REF@sha256:..."""
+    from forge.image.read import load_image
+    from forge.publish.registry import RegistryPublisher, image_path_of
+
+    publisher = RegistryPublisher(ref, insecure=insecure)   # checks the reference before reading anything
+    result = publisher.publish(load_image(image_path_of(out)))
+    s = publisher.stats
+    console.info(f"pushed in {s.seconds:.1f}s: {s.uploaded} blob(s) uploaded ({s.uploaded_bytes / 2**20:.2f} MiB), "
+                 f"{s.existing} already there, {s.mounted} mounted; {s.requests} requests")
+    print(result.location)
+
+
+@deploy_app.command("cloudflare")
+def deploy_cloudflare_cmd(
+    image: Optional[str] = typer.Option(None, "--image", help="Registry reference (with a tag) pushed with forge push."),
+    dockerfile: bool = typer.Option(False, "--dockerfile",
+                                    help="Let wrangler build the image from Dockerfile.scratch + a build context."),
+    from_output: Optional[Path] = typer.Option(None, "--from",
+                                               help="Read the image from this forge build output (not the registry)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write (default PROJECT/deploy/cloudflare)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite files you changed since forge wrote them."),
+    project: Path = typer.Option(Path("."), "--project", help="The forge project ([tool.forge.cloudflare] settings)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Read --image over plain HTTP (loopback registries only)."),
+) -> None:
+    """Write a Cloudflare Containers project (wrangler.jsonc, Worker, package.json) for the image."""
+    from forge.deploy.cloudflare import generate
+
+    r = generate(project, image_ref=image, dockerfile=dockerfile, from_output=from_output, out_dir=output,
+                 force=force, insecure=insecure)
+    for w in r.warnings:
+        console.warn(w)
+    mb = 1000 * 1000
+    console.out.print(f"[bold green]wrote[/] {r.out_dir}  ({len(r.report.written)} written, "
+                      f"{len(r.report.unchanged)} unchanged)")
+    console.out.print(f"  image     {r.image}  ({r.facts.platform}, {r.facts.size / 2**20:.1f} MiB uncompressed)")
+    console.out.print(f"  instance  {r.settings.instance_label}; needs {-(-r.facts.required_disk() // mb)} MB of "
+                      f"{r.settings.disk_bytes // mb} MB disk")
+    if r.cold_start:
+        console.out.print(f"  cold start {r.cold_start} (median, forge bench)")
+    for rel in r.report.overwritten_user_changes:
+        console.warn(f"overwrote your changes to {rel} (--force)")
+    for rel in r.report.kept_stale:
+        console.warn(f"kept {rel}: forge no longer generates it, and you changed it")
+    console.out.print(f"  next      cd {r.out_dir} && npm install && npx wrangler deploy")
+
+
+@ci_app.command("github")
+def ci_github_cmd(
+    output: Path = typer.Option(Path(".github/workflows/forge.yml"), "-o", "--output", help="The workflow file."),
+    image: Optional[str] = typer.Option(None, "--image",
+                                        help="Repository to push to (default: the FORGE_IMAGE repository variable)."),
+    dockerfile: bool = typer.Option(False, "--dockerfile", help="Let wrangler build the image instead of pushing it."),
+    project: str = typer.Option(".", "--project", help="The project directory, relative to the repository."),
+    forge_spec: Optional[str] = typer.Option(None, "--forge-spec", help="pip requirement that installs forge in CI."),
+    branch: str = typer.Option("main", "--branch", help="Deploy on pushes to this branch."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the workflow even if you changed it."),
+) -> None:
+    """Write a GitHub Actions workflow: build, push (registry secrets), deploy with wrangler."""
+    from forge.ci import render_workflow, write_workflow
+
+    changed = write_workflow(output, render_workflow(project=project, image=image, dockerfile=dockerfile,
+                                                     forge_spec=forge_spec, branch=branch), force=force)
+    console.out.print(f"[bold green]{'wrote' if changed else 'unchanged'}[/] {output}")
+    console.out.print("  secrets   REGISTRY_USER, REGISTRY_PASSWORD, CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID"
+                      + ("" if image or dockerfile else "; variable FORGE_IMAGE (e.g. docker.io/you/app)"))
+
+
 def main() -> None:
     import signal
 

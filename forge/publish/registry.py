@@ -31,15 +31,16 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
 from forge import console
 from forge.cache import atomic_write_bytes, cache_root, file_lock
-from forge.errors import (InsecureRegistryRefused, InvalidReference, RegistryAuthFailed, RegistryError,
-                          RegistryUnreachable)
-from forge.image.model import Blob, Image
+from forge.errors import (ImageUnsuitable, InsecureRegistryRefused, InvalidReference, RegistryAuthFailed,
+                          RegistryError, RegistryUnreachable)
+from forge.image.model import OCI_INDEX, OCI_MANIFEST, Blob, Image, Layer, sha256_digest
 from forge.publish.auth import Challenge, Credentials, find_credentials, parse_challenge
 from forge.publish.reference import Reference, parse_reference
 
@@ -50,6 +51,16 @@ except ImportError:  # pragma: no cover - until forge.publish.base lands
     class PublishResult:  # type: ignore[no-redef]
         digest: str
         location: str
+
+def image_path_of(path) -> "Path":
+    """A forge build output directory (with forge-build.json) -> its image; any other path as it is."""
+    path = Path(path)
+    if path.is_dir() and (path / "forge-build.json").is_file():
+        for name in ("image", "image.tar"):
+            if (path / name).exists():
+                return path / name
+    return path
+
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_CHUNK_SIZE = 8 * 2**20
@@ -114,7 +125,7 @@ class RegistryClient:
     """One registry, one repository: authenticated requests with retries."""
 
     def __init__(self, ref: Reference, *, insecure: bool = False, credentials: Credentials | None | object = _UNSET,
-                 retries: int = 4, backoff: float = 0.5, timeout: float = 60.0):
+                 retries: int = 4, backoff: float = 0.5, timeout: float = 60.0, actions: str = "pull,push"):
         if insecure and not ref.is_loopback():
             raise InsecureRegistryRefused(
                 f"--insecure sends images and credentials over plain HTTP, which forge allows only for a registry on "
@@ -130,7 +141,8 @@ class RegistryClient:
         self.session.headers["User-Agent"] = "forge"
         self.stats = PushStats()
         self._auth: str | None = None
-        self._scopes: list[str] = [f"repository:{ref.repository}:pull,push"]
+        self._scopes: list[str] = [f"repository:{ref.repository}:{actions}"]
+        self._action = "push" if "push" in actions else "pull"
         self._sent_credentials = False
 
     # --- transport -------------------------------------------------------------------------------
@@ -196,12 +208,12 @@ class RegistryClient:
         target = f"{self.ref.registry}/{self.ref.repository}"
         if self.credentials is None:
             return RegistryAuthFailed(
-                f"{target} needs credentials to push and forge found none. Run `docker login {self.ref.registry}`, "
+                f"{target} needs credentials to {self._action} and forge found none. Run `docker login {self.ref.registry}`, "
                 f"or set FORGE_REGISTRY_USER and FORGE_REGISTRY_PASSWORD.")
         return RegistryAuthFailed(
-            f"{self.ref.registry} {verb} the push to {target} as {self.credentials.username!r} (credentials from "
+            f"{self.ref.registry} {verb} the {self._action} of {target} as {self.credentials.username!r} (credentials from "
             f"{self.credentials.source}). Check the user name and password (or token) and that the account may "
-            f"push to this repository.")
+            f"{self._action} this repository.")
 
     def _authenticate(self, resp: requests.Response) -> None:
         challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
@@ -453,3 +465,83 @@ class RegistryPublisher:
                                       f"again: blobs that made it are skipped.")
         raise RegistryError(f"uploading blob {blob.digest} to {self.ref.name} failed {client.retries + 1} times; "
                             f"last: {last}. Run the push again: blobs that made it are skipped.")
+
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+_MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
+_INDEXES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+
+
+def uncompressed_length(media_type: str, data: bytes) -> int:
+    """Bytes of the tar inside a layer blob (gzip, zstd or plain), counted while streaming."""
+    if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(data)
+        total = 0
+        while chunk := reader.read(1 << 20):
+            total += len(chunk)
+        return total
+    if media_type.endswith("gzip") or data[:2] == b"\x1f\x8b":
+        import zlib
+
+        d, total, view = zlib.decompressobj(16 + zlib.MAX_WBITS), 0, memoryview(data)
+        for i in range(0, len(data), 1 << 20):
+            total += len(d.decompress(view[i:i + (1 << 20)]))
+        return total + len(d.flush())
+    return len(data)
+
+
+def pull_image(ref: str | Reference, *, insecure: bool = False, platform: str = "linux/amd64",
+               **client_options) -> Image:
+    """Fetch an image (manifest, config and layers) from a registry as an Image value. From an index,
+    the `platform` entry is taken; an index without one is refused with the platforms it has."""
+    ref = parse_reference(ref) if isinstance(ref, str) else ref
+    client = RegistryClient(ref, insecure=insecure, actions="pull", **client_options)
+    client.ping()
+    media_type, data = client.get_manifest(ref.digest or ref.tag or "latest", _MANIFESTS + _INDEXES)
+    doc = _json(data, f"the manifest of {ref}")
+    media_type = media_type or doc.get("mediaType", "")
+    if media_type in _INDEXES or "manifests" in doc:
+        want_os, want_arch = platform.split("/", 1)
+        found = []
+        for entry in doc.get("manifests") or []:
+            plat = entry.get("platform") or {}
+            found.append(f"{plat.get('os', '?')}/{plat.get('architecture', '?')}")
+            if plat.get("os") == want_os and plat.get("architecture") == want_arch:
+                media_type, data = client.get_manifest(entry["digest"], _MANIFESTS)
+                doc = _json(data, f"the {platform} manifest of {ref}")
+                media_type = media_type or doc.get("mediaType", "")
+                break
+        else:
+            raise ImageUnsuitable(f"{ref} is an index of platforms {', '.join(found) or 'none'}; it has no "
+                                  f"{platform} image. Build for {platform} (forge build does) and push that.")
+    try:
+        cfg_desc, layer_descs = doc["config"], doc["layers"]
+        config = Blob(cfg_desc["mediaType"], _verified(client.get_blob(cfg_desc["digest"]), cfg_desc["digest"]))
+        diff_ids = _json(config.data, f"the config of {ref}").get("rootfs", {}).get("diff_ids", [])
+        layers = []
+        for i, desc in enumerate(layer_descs):
+            blob = _verified(client.get_blob(desc["digest"]), desc["digest"])
+            layers.append(Layer(desc["mediaType"], blob, diff_id=diff_ids[i] if i < len(diff_ids) else "",
+                                uncompressed_size=uncompressed_length(desc["mediaType"], blob)))
+    except (KeyError, TypeError) as exc:
+        raise RegistryError(f"the manifest of {ref} is not an image manifest (missing {exc}).") from None
+    return Image(config=config, layers=tuple(layers), manifest=Blob(media_type or OCI_MANIFEST, data))
+
+
+def _json(data: bytes, what: str) -> dict:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"{what} is not JSON.") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{what} is not a JSON object.")
+    return doc
+
+
+def _verified(data: bytes, digest: str) -> bytes:
+    if sha256_digest(data) != digest:
+        raise RegistryError(f"the registry sent a blob that does not match its digest {digest}.")
+    return data

@@ -1,0 +1,1 @@
+"""Deployment targets: generated projects that ship a forge image to an edge platform."""

@@ -1,0 +1,538 @@
+"""`forge deploy cloudflare`: a Cloudflare Containers project around a forge image.
+
+The project is a Worker whose Durable Object class extends `Container` from @cloudflare/containers;
+each instance runs the forge image and the Worker forwards requests to it. The image is either a
+registry reference (pushed with `forge push`) or built by wrangler from `Dockerfile.scratch` and a
+build context that forge writes next to it.
+
+Everything that can be checked is checked before a file is written: the settings in
+`[tool.forge.cloudflare]`, the image's platform (Cloudflare runs linux/amd64 only) and its size
+against the instance type's disk, with wrangler's own formula.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forge import __version__
+from forge.errors import ConfigError, DeployConfigError, ImageUnsuitable
+from forge.image.model import Image
+
+WRANGLER_VERSION = "4.86.0"          # the last wrangler that runs on Node 20
+CONTAINERS_VERSION = "0.3.7"         # @cloudflare/containers
+TYPESCRIPT_VERSION = "5.9.3"
+COMPATIBILITY_DATE = "2026-04-01"    # supported by the workerd that wrangler 4.86.0 ships
+CLASS_NAME = "ForgeContainer"
+BINDING = "FORGE_CONTAINER"
+DEFAULT_PORT = 8080
+
+MB, MiB = 1000 * 1000, 1024 * 1024
+# name: (vCPU, memory MiB, disk MB), as wrangler 4.86.0 defines them
+INSTANCE_TYPES = {
+    "lite": (0.0625, 256, 2000),
+    "basic": (0.25, 1024, 4000),
+    "standard-1": (0.5, 4096, 8000),
+    "standard-2": (1, 6144, 12000),
+    "standard-3": (2, 8192, 16000),
+    "standard-4": (4, 12288, 20000),
+}
+REGIONS = ("ENAM", "WNAM", "EEUR", "WEUR", "APAC", "SAM", "ME", "OC", "AFR")
+CLOUDFLARE_PULLS_FROM = "registry.cloudflare.com, Docker Hub (docker.io) and Amazon ECR"
+SETTINGS_KEYS = ("name", "instance_type", "max_instances", "sleep_after", "env", "regions",
+                 "compatibility_date")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SLEEP = re.compile(r"^[1-9][0-9]*[smh]$")
+_WORKER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class CloudflareSettings:
+    name: str
+    instance_type: str | dict = "lite"
+    max_instances: int = 5
+    sleep_after: str | int = "5m"
+    env: dict[str, str] = field(default_factory=dict)
+    regions: tuple[str, ...] = ()
+    compatibility_date: str = COMPATIBILITY_DATE
+
+    @property
+    def disk_bytes(self) -> int:
+        if isinstance(self.instance_type, dict):
+            return int(self.instance_type["disk_mb"] * MB)
+        return INSTANCE_TYPES[self.instance_type][2] * MB
+
+    @property
+    def instance_label(self) -> str:
+        if isinstance(self.instance_type, dict):
+            t = self.instance_type
+            return f"custom ({t['vcpu']} vCPU, {t['memory_mib']} MiB, {t['disk_mb']} MB disk)"
+        vcpu, mem, disk = INSTANCE_TYPES[self.instance_type]
+        return f"{self.instance_type} ({vcpu:g} vCPU, {mem} MiB, {disk / 1000:g} GB disk)"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-") or "forge-app"
+
+
+def read_pyproject(project: Path) -> dict:
+    path = project / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file and run again.") from None
+
+
+def load_settings(project: Path) -> CloudflareSettings:
+    """`[tool.forge.cloudflare]` of project/pyproject.toml, every value checked; all problems reported at once."""
+    pyproject = read_pyproject(project)
+    forge_tool = pyproject.get("tool", {}).get("forge", {})
+    table = forge_tool.get("cloudflare", {})
+    where = f"[tool.forge.cloudflare] in {project / 'pyproject.toml'}"
+    if not isinstance(table, dict):
+        raise DeployConfigError(f"{where} must be a table.")
+    problems: list[str] = []
+    for key in table:
+        if key not in SETTINGS_KEYS:
+            problems.append(f"unknown setting {key!r} (known: {', '.join(SETTINGS_KEYS)})")
+
+    name = table.get("name") or _slug(str(forge_tool.get("name") or pyproject.get("project", {}).get("name")
+                                          or project.resolve().name))
+    if not isinstance(name, str) or not _WORKER_NAME.match(name):
+        problems.append(f"name = {name!r}: a Worker name is 1-63 lowercase letters, digits and dashes, "
+                        "not starting or ending with a dash")
+
+    instance_type = table.get("instance_type", "lite")
+    if isinstance(instance_type, dict):
+        keys = {"vcpu", "memory_mib", "disk_mb"}
+        if set(instance_type) != keys or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in instance_type.values()):
+            problems.append(f"instance_type = {instance_type!r}: a custom instance type (enterprise plans) has "
+                            "exactly vcpu, memory_mib and disk_mb, all positive numbers")
+    elif instance_type not in INSTANCE_TYPES:
+        hint = {"dev": " ('dev' is deprecated: use 'lite')", "standard": " ('standard' is deprecated: use "
+                "'standard-1')"}.get(instance_type, "") if isinstance(instance_type, str) else ""
+        problems.append(f"instance_type = {instance_type!r}: use one of {', '.join(INSTANCE_TYPES)}{hint}")
+
+    max_instances = table.get("max_instances", 5)
+    if isinstance(max_instances, bool) or not isinstance(max_instances, int) or not 1 <= max_instances <= 1000:
+        problems.append(f"max_instances = {max_instances!r}: a whole number from 1 to 1000")
+
+    sleep_after = table.get("sleep_after", "5m")
+    if isinstance(sleep_after, bool) or not (
+            (isinstance(sleep_after, int) and sleep_after > 0)
+            or (isinstance(sleep_after, str) and _SLEEP.match(sleep_after))):
+        problems.append(f"sleep_after = {sleep_after!r}: a duration such as \"30s\", \"5m\" or \"1h\", or a "
+                        "positive number of seconds")
+
+    env = table.get("env", {})
+    if not isinstance(env, dict):
+        problems.append(f"env = {env!r}: a table of NAME = \"value\"")
+        env = {}
+    for k, v in env.items():
+        if not _ENV_NAME.match(k):
+            problems.append(f"env.{k}: variable names are letters, digits and _, not starting with a digit")
+        if not isinstance(v, str):
+            problems.append(f"env.{k} = {v!r}: values are strings (quote numbers and booleans)")
+
+    regions = table.get("regions", [])
+    if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
+        problems.append(f"regions = {regions!r}: a list of region codes ({', '.join(REGIONS)})")
+        regions = []
+    bad = [r for r in regions if r not in REGIONS]
+    if bad:
+        problems.append(f"regions: unknown {', '.join(map(repr, bad))}; use {', '.join(REGIONS)}")
+    if len(set(regions)) != len(regions):
+        problems.append("regions: a region is listed twice")
+
+    date = table.get("compatibility_date", COMPATIBILITY_DATE)
+    if not isinstance(date, str) or not _DATE.match(date):
+        problems.append(f"compatibility_date = {date!r}: a date written YYYY-MM-DD")
+
+    if problems:
+        raise DeployConfigError(f"{where} has {len(problems)} problem(s): " + "; ".join(problems) + ".")
+    return CloudflareSettings(name=name, instance_type=instance_type, max_instances=max_instances,
+                              sleep_after=sleep_after, env=dict(env), regions=tuple(regions),
+                              compatibility_date=date)
+
+
+# --- the image -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageFacts:
+    platform: str
+    port: int
+    size: int            # uncompressed bytes (what `docker image inspect` calls Size)
+    layers: int
+    compressed: int
+
+    def required_disk(self) -> int:
+        """wrangler's check before a push: ceil(size * 1.1 + layers * 16 MiB) must fit the disk."""
+        return math.ceil(self.size * 1.1 + self.layers * 16 * MiB)
+
+
+def image_facts(image: Image) -> ImageFacts:
+    try:
+        config = json.loads(image.config.data)
+    except ValueError:
+        raise ImageUnsuitable("the image config is not JSON; this is not an image forge can deploy.") from None
+    platform = f"{config.get('os', '?')}/{config.get('architecture', '?')}"
+    if config.get("variant"):
+        platform += f"/{config['variant']}"
+    port = DEFAULT_PORT
+    cfg = config.get("config") or {}
+    for env in cfg.get("Env") or []:
+        if env.startswith("PORT=") and env[5:].isdigit():
+            port = int(env[5:])
+    exposed = [p.split("/")[0] for p in (cfg.get("ExposedPorts") or {}) if p.split("/")[0].isdigit()]
+    if exposed and str(port) not in exposed:
+        port = int(exposed[0])
+    from forge.publish.registry import uncompressed_length
+
+    size = sum(layer.uncompressed_size or uncompressed_length(layer.media_type, layer.data) for layer in image.layers)
+    return ImageFacts(platform=platform, port=port, size=size, layers=len(image.layers),
+                      compressed=image.compressed_size)
+
+
+def check_image(facts: ImageFacts, settings: CloudflareSettings, what: str) -> None:
+    if facts.platform.split("/")[:2] != ["linux", "amd64"]:
+        raise ImageUnsuitable(f"{what} is a {facts.platform} image; Cloudflare Containers run linux/amd64 only. "
+                              "Build the image for linux/amd64 (forge build does on an x86-64 machine).")
+    need, disk = facts.required_disk(), settings.disk_bytes
+    if need > disk:
+        raise ImageUnsuitable(
+            f"{what} is too large for instance_type {settings.instance_label}: wrangler needs size x 1.1 + 16 MiB "
+            f"per layer = {facts.size / MB:.1f} MB x 1.1 + {facts.layers} x 16 MiB = {math.ceil(need / MB)} MB of "
+            f"disk, and the instance has {disk // MB} MB. Choose a larger instance_type in [tool.forge.cloudflare] "
+            "or make the image smaller.")
+
+
+def bench_cold_start(project: Path) -> str | None:
+    """The median cold start from `<project>/.forge/bench/results.json`, written by `forge bench`."""
+    path = project / ".forge" / "bench" / "results.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    found: list[str] = []
+
+    def median(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, dict):
+            for key in ("median_ms", "median", "p50_ms", "p50"):
+                if isinstance(value.get(key), (int, float)) and not isinstance(value.get(key), bool):
+                    return float(value[key])
+        return None
+
+    def walk(node, label):
+        if isinstance(node, dict):
+            if "cold_start" in node:
+                m = median(node["cold_start"])
+                if m is not None:
+                    found.append(f"{m:.1f} ms" + (f" ({label})" if label else ""))
+            name = node.get("name") or node.get("target") or node.get("workload")
+            for k, v in node.items():
+                if k != "cold_start":
+                    walk(v, str(name) if isinstance(name, str) else (label or (k if isinstance(v, dict) else "")))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, label)
+
+    walk(doc, "")
+    return ", ".join(found[:4]) if found else None
+
+
+# --- the files ------------------------------------------------------------------------------------------
+HEADER = ("Generated by forge {version} (`forge deploy cloudflare`). Edit freely: forge will not overwrite a "
+          "file you changed unless you pass --force.")
+
+
+def wrangler_config(settings: CloudflareSettings, image: str, build_context: str | None = None) -> dict:
+    container: dict = {
+        "class_name": CLASS_NAME,
+        "image": image,
+        "max_instances": settings.max_instances,
+        "instance_type": settings.instance_type,
+    }
+    if build_context:
+        container["image_build_context"] = build_context
+    if settings.regions:
+        container["constraints"] = {"regions": list(settings.regions)}
+    return {
+        "$schema": "node_modules/wrangler/config-schema.json",
+        "name": settings.name,
+        "main": "src/index.ts",
+        "compatibility_date": settings.compatibility_date,
+        "observability": {"enabled": True},
+        "containers": [container],
+        "durable_objects": {"bindings": [{"name": BINDING, "class_name": CLASS_NAME}]},
+        "migrations": [{"tag": "v1", "new_sqlite_classes": [CLASS_NAME]}],
+    }
+
+
+def render_wrangler_jsonc(config: dict) -> str:
+    header = HEADER.format(version=__version__)
+    return (f"// {header}\n// Reference: https://developers.cloudflare.com/workers/wrangler/configuration/\n"
+            + json.dumps(config, indent=2) + "\n")
+
+
+def render_index_ts(settings: CloudflareSettings, port: int) -> str:
+    sleep = json.dumps(settings.sleep_after)
+    env = json.dumps(dict(sorted(settings.env.items())), indent=2).replace("\n", "\n  ")
+    if settings.max_instances > 1:
+        pick = (f"  // Spread requests over up to max_instances ({settings.max_instances}) containers.\n"
+                f"  const container = await getRandom(env.{BINDING}, {settings.max_instances});")
+        imports = "Container, getRandom"
+    else:
+        pick = f"  const container = getContainer(env.{BINDING});"
+        imports = "Container, getContainer"
+    return f"""// {HEADER.format(version=__version__)}
+import {{ {imports} }} from "@cloudflare/containers";
+
+// One Durable Object per container instance; each runs the forge image.
+export class {CLASS_NAME} extends Container {{
+  // The port the forge runtime listens on inside the image (PORT in the image config).
+  defaultPort = {port};
+  // Stop an idle container after this long (SIGTERM); the next request starts it again.
+  sleepAfter = {sleep};
+  // Environment of the process in the container, from [tool.forge.cloudflare] env.
+  envVars = {env};
+
+  override onStart(): void {{
+    console.log("forge container started");
+  }}
+
+  override onStop(params: {{ exitCode: number; reason: string }}): void {{
+    console.log(`forge container stopped: exit ${{params.exitCode}} (${{params.reason}})`);
+  }}
+
+  override onError(error: unknown): unknown {{
+    console.error("forge container error", error);
+    throw error;
+  }}
+}}
+
+interface ForgeEnv {{
+  {BINDING}: DurableObjectNamespace<{CLASS_NAME}>;
+}}
+
+export default {{
+  async fetch(request: Request, env: ForgeEnv): Promise<Response> {{
+{pick}
+    return container.fetch(request);
+  }},
+}} satisfies ExportedHandler<ForgeEnv>;
+"""
+
+
+def render_package_json(settings: CloudflareSettings) -> str:
+    doc = {
+        "name": settings.name,
+        "private": True,
+        "type": "module",
+        "scripts": {
+            "deploy": "wrangler deploy",
+            "dry-run": "wrangler deploy --dry-run --outdir dist",
+            "dev": "wrangler dev",
+            "check": "wrangler types && tsc --noEmit",
+        },
+        "dependencies": {"@cloudflare/containers": CONTAINERS_VERSION},
+        "devDependencies": {"typescript": TYPESCRIPT_VERSION, "wrangler": WRANGLER_VERSION},
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def render_tsconfig() -> str:
+    doc = {
+        "compilerOptions": {
+            "target": "es2022",
+            "module": "es2022",
+            "moduleResolution": "bundler",
+            "lib": ["es2022"],
+            "types": ["./worker-configuration.d.ts"],
+            "strict": True,
+            "noEmit": True,
+            "isolatedModules": True,
+            "skipLibCheck": True,
+        },
+        "include": ["src/**/*.ts", "worker-configuration.d.ts"],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+GITIGNORE = "node_modules/\n.wrangler/\ndist/\nworker-configuration.d.ts\n"
+
+
+def render_readme(settings: CloudflareSettings, image_line: str, facts: ImageFacts, cold_start: str | None,
+                  dockerfile: bool) -> str:
+    env = ", ".join(sorted(settings.env)) or "none"
+    regions = ", ".join(settings.regions) or "any"
+    image_help = (
+        "wrangler builds the image from `Dockerfile.scratch` and `context/` (written by forge: the same\n"
+        "files as the forge image) with `docker build --platform linux/amd64`, then pushes it to Cloudflare's\n"
+        "registry. This route needs Docker where you run `wrangler deploy`."
+        if dockerfile else
+        "The image is pulled by reference. Cloudflare pulls only from " + CLOUDFLARE_PULLS_FROM + ";\n"
+        "for another registry, copy the image to one of those first (`forge push` can push to Docker Hub).\n"
+        "Push a new image with `forge push`, then run `forge deploy cloudflare` again (or edit `image`).")
+    cold = f"- Cold start (median, `forge bench`): {cold_start}\n" if cold_start else ""
+    return f"""# {settings.name} on Cloudflare Containers
+
+{HEADER.format(version=__version__)}
+
+## Deploy
+
+```sh
+npm install
+npx wrangler login            # or set CLOUDFLARE_API_TOKEN (and CLOUDFLARE_ACCOUNT_ID)
+npx wrangler deploy
+```
+
+`npm run dry-run` bundles the Worker and checks the configuration without an account;
+`npm run check` type-checks `src/index.ts` (it runs `wrangler types` first).
+
+## What is here
+
+- `wrangler.jsonc`: the Worker `{settings.name}`, one container class `{CLASS_NAME}`
+  (image `{image_line}`), its Durable Object binding `{BINDING}` and the migration that creates it.
+- `src/index.ts`: `{CLASS_NAME}` extends `Container` from `@cloudflare/containers`; the Worker's
+  `fetch` forwards every request to a container instance on port {facts.port}.
+- `package.json`: wrangler {WRANGLER_VERSION} (the last release that runs on Node 20) and
+  @cloudflare/containers {CONTAINERS_VERSION}, pinned.
+
+## The image
+
+{image_help}
+
+- Platform: {facts.platform}
+- Size: {facts.compressed / MiB:.1f} MiB compressed, {facts.size / MiB:.1f} MiB uncompressed, {facts.layers} layer(s)
+- Disk needed (wrangler: size x 1.1 + 16 MiB per layer): {math.ceil(facts.required_disk() / MB)} MB of {settings.disk_bytes // MB} MB
+{cold}
+## Settings (`[tool.forge.cloudflare]` in the project's pyproject.toml)
+
+- instance_type: {settings.instance_label}
+- max_instances: {settings.max_instances}
+- sleep_after: {settings.sleep_after}
+- env: {env}
+- regions: {regions}
+
+Change them there and run `forge deploy cloudflare` again. Secrets do not belong in `env`: it is
+written into `src/index.ts`; use `npx wrangler secret put NAME` and pass them from the Worker.
+"""
+
+
+# --- the command -----------------------------------------------------------------------------------------
+@dataclass
+class DeployResult:
+    out_dir: Path
+    image: str
+    facts: ImageFacts
+    settings: CloudflareSettings
+    cold_start: str | None
+    report: object
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_build_output(project: Path, name: str) -> Path | None:
+    for base in (project / "dist", Path.cwd() / "dist"):
+        if (base / name / "forge-build.json").is_file():
+            return base / name
+    return None
+
+
+def generate(project: Path, *, image_ref: str | None = None, dockerfile: bool = False,
+             from_output: Path | None = None, out_dir: Path | None = None, force: bool = False,
+             insecure: bool = False) -> DeployResult:
+    """Check everything, then write the Cloudflare project to out_dir (default project/deploy/cloudflare)."""
+    from forge.deploy.files import write_generated
+    from forge.publish.reference import parse_reference
+
+    project = Path(project).resolve()
+    if not project.is_dir():
+        raise DeployConfigError(f"--project {project} is not a directory.")
+    if bool(image_ref) == bool(dockerfile):
+        raise DeployConfigError("choose where Cloudflare gets the image: --image REF (a registry reference "
+                                "pushed with `forge push`) or --dockerfile (wrangler builds it from "
+                                "Dockerfile.scratch and the build context forge writes).")
+    settings = load_settings(project)
+    out_dir = Path(out_dir).resolve() if out_dir else project / "deploy" / "cloudflare"
+    warnings: list[str] = []
+
+    if image_ref:
+        ref = parse_reference(image_ref, default_tag=None)
+        if not ref.tag:
+            raise DeployConfigError(f"--image {image_ref}: wrangler needs a tag in the reference "
+                                    f"(e.g. {ref.name}:v1), not only a digest.")
+        if from_output is not None:
+            image = _load_output(from_output)
+            what = f"the image in {from_output}"
+        else:
+            from forge.publish.registry import pull_image
+
+            image = pull_image(ref, insecure=insecure)
+            what = str(ref)
+        host = ref.hostname
+        if not (host == "registry.cloudflare.com" or ref.registry == "docker.io"
+                or re.match(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com$", host)):
+            warnings.append(f"Cloudflare pulls images only from {CLOUDFLARE_PULLS_FROM}; {ref.registry} is none of "
+                            "them, so `wrangler deploy` will refuse this image until you push it to one of them.")
+        image_line = str(ref.with_digest(None))
+    else:
+        if from_output is None:
+            from_output = default_build_output(project, settings.name) or default_build_output(
+                project, _project_name(project))
+            if from_output is None:
+                raise DeployConfigError(f"--dockerfile needs the forge build output of {project}: run "
+                                        f"`forge build {project}` first, or pass --from OUT.")
+        image = _load_output(from_output)
+        what = f"the image in {from_output}"
+        image_line = "./Dockerfile.scratch"
+
+    facts = image_facts(image)
+    check_image(facts, settings, what)
+
+    files = {
+        "wrangler.jsonc": render_wrangler_jsonc(
+            wrangler_config(settings, image_line, "./context" if dockerfile else None)),
+        "src/index.ts": render_index_ts(settings, facts.port),
+        "package.json": render_package_json(settings),
+        "tsconfig.json": render_tsconfig(),
+        ".gitignore": GITIGNORE,
+    }
+    cold_start = bench_cold_start(project)
+    files["README.md"] = render_readme(settings, image_line, facts, cold_start, dockerfile)
+    from forge.deploy.files import GeneratedFile
+
+    generated = {rel: GeneratedFile(text.encode()) for rel, text in files.items()}
+    if dockerfile:
+        generated.update(dockerfile_files(image))
+    report = write_generated(out_dir, generated, force=force, command="forge deploy cloudflare")
+    return DeployResult(out_dir, image_line, facts, settings, cold_start, report, warnings)
+
+
+def _project_name(project: Path) -> str:
+    pyproject = read_pyproject(project)
+    tool = pyproject.get("tool", {}).get("forge", {})
+    return re.sub(r"[^a-z0-9._-]+", "-", str(tool.get("name") or pyproject.get("project", {}).get("name")
+                                             or project.name).lower()).strip("-") or "app"
+
+
+def _load_output(path: Path) -> Image:
+    from forge.image.read import load_image
+    from forge.publish.registry import image_path_of
+
+    return load_image(image_path_of(Path(path)))
+
+
+
+def dockerfile_files(image: Image) -> dict:
+    """`Dockerfile.scratch` and `context/` for wrangler's build route, from forge.image.context."""
+    raise DeployConfigError("the --dockerfile route needs forge.image.context, which this forge does not have yet; "
+                            "use --image REF.")

@@ -1,0 +1,161 @@
+"""Write generated files without ever clobbering a user's edits.
+
+Every generator run records what it wrote, with hashes, in `.forge-generated.json` in the output
+directory. On the next run a file is overwritten only if it is still byte-for-byte what forge wrote
+(or already what forge is about to write); a file the user changed, or one forge never wrote, is a
+conflict, refused as a whole before anything is touched unless `force`. Files forge wrote before but no
+longer generates are removed if unchanged, kept otherwise.
+
+Writes go to a scratch directory first: a new output directory is renamed into place whole; an
+existing one gets each file renamed in (atomic per file) and the manifest last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from forge import __version__
+from forge.errors import OutputPathConflict, UserFileChanged
+
+MANIFEST = ".forge-generated.json"
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    data: bytes
+    mode: int = 0o644
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class WriteReport:
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    overwritten_user_changes: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    kept_stale: list[str] = field(default_factory=list)
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(out_dir: Path) -> dict[str, str]:
+    path = out_dir / MANIFEST
+    try:
+        doc = json.loads(path.read_text())
+        files = doc.get("files", {})
+        return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _check_paths(files: dict[str, GeneratedFile]) -> None:
+    for rel in files:
+        p = PurePosixPath(rel)
+        if p.is_absolute() or ".." in p.parts or rel == MANIFEST:
+            raise ValueError(f"generated path {rel!r} must be relative and inside the output directory")
+
+
+def plan(out_dir: Path, files: dict[str, GeneratedFile]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(to write, unchanged, conflicts, stale previously generated files)."""
+    recorded = read_manifest(out_dir)
+    to_write, unchanged, conflicts = [], [], []
+    for rel, gen in sorted(files.items()):
+        dest = out_dir / rel
+        if dest.is_symlink() or (dest.exists() and not dest.is_file()):
+            conflicts.append(rel)
+        elif not dest.exists():
+            to_write.append(rel)
+        else:
+            current = _sha(dest)
+            if current == gen.sha256:
+                unchanged.append(rel)
+            elif recorded.get(rel) == current:
+                to_write.append(rel)
+            else:
+                conflicts.append(rel)
+    stale = sorted(rel for rel in recorded if rel not in files)
+    return to_write, unchanged, conflicts, stale
+
+
+def write_generated(out_dir: Path, files: dict[str, GeneratedFile], *, force: bool = False,
+                    command: str = "forge") -> WriteReport:
+    out_dir = Path(out_dir)
+    _check_paths(files)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputPathConflict(f"{out_dir} exists and is not a directory; pass another -o or move it.")
+    to_write, unchanged, conflicts, stale = plan(out_dir, files)
+    if conflicts and not force:
+        listing = ", ".join(conflicts[:10]) + (" ..." if len(conflicts) > 10 else "")
+        raise UserFileChanged(
+            f"{len(conflicts)} file(s) in {out_dir} changed since forge wrote them, or were not written by forge: "
+            f"{listing}. forge keeps your edits: move them aside, or run `{command} --force` to overwrite them "
+            f"(forge's record of what it wrote is {out_dir / MANIFEST}).")
+    report = WriteReport(unchanged=unchanged, overwritten_user_changes=conflicts if force else [])
+    writes = to_write + (conflicts if force else [])
+    manifest = json.dumps({"generator": f"forge {__version__}", "command": command,
+                           "files": {rel: files[rel].sha256 for rel in sorted(files)}},
+                          indent=2, sort_keys=True).encode() + b"\n"
+
+    def fill(root: Path, names: list[str]) -> None:
+        for rel in names:
+            dest = root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(files[rel].data)
+            os.chmod(dest, files[rel].mode)
+
+    if not out_dir.exists():
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        try:
+            fill(tmp, sorted(files))
+            (tmp / MANIFEST).write_bytes(manifest)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        report.written = sorted(files)
+        return report
+
+    tmp = Path(tempfile.mkdtemp(prefix=".forge-tmp-", dir=out_dir))
+    try:
+        fill(tmp, writes)
+        (tmp / MANIFEST).write_bytes(manifest)
+        for rel in writes:
+            dest = out_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, dest)
+        recorded = read_manifest(out_dir)
+        for rel in stale:
+            path = out_dir / rel
+            if path.is_file() and not path.is_symlink() and _sha(path) == recorded.get(rel):
+                path.unlink()
+                report.removed.append(rel)
+                parent = path.parent
+                while parent != out_dir and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+            elif path.exists():
+                report.kept_stale.append(rel)
+        os.replace(tmp / MANIFEST, out_dir / MANIFEST)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report.written = sorted(writes)
+    return report
