@@ -13,7 +13,6 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from forge import __version__, analysis, console, deps, errors
@@ -67,7 +66,10 @@ def options_from(src: Path, **cli) -> BuildOptions:
 
 
 def _runtime_dir() -> Path:
-    return Path(resources.files("forge_runtime").joinpath("__init__.py")).parent
+    import importlib.util
+
+    spec = importlib.util.find_spec("forge_runtime")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _hash_tree(h, root: Path, files: list[Path]) -> None:

@@ -43,7 +43,7 @@ def _owner(site: Path, native: Path) -> str:
     rel = native.relative_to(site).as_posix()
     for record in site.glob("*.dist-info/RECORD"):
         if any(line.split(",", 1)[0] == rel for line in record.read_text().splitlines()):
-            return record.parent.name.rsplit("-", 1)[0]
+            return record.parent.name[: -len(".dist-info")].rsplit("-", 1)[0]
     return rel.split("/", 1)[0]
 
 
