@@ -1,0 +1,109 @@
+"""forge_runtime.run(): pick the loop for the app's kind, listen, serve, drain on SIGTERM/SIGINT."""
+
+import _signal
+
+from ._detect import detect, is_coroutine_callable
+from ._server import Config, HttpConnection, Server, log_event
+
+_SIGNALS = (("SIGTERM", _signal.SIGTERM), ("SIGINT", _signal.SIGINT))
+
+
+def serve(app, port=None, host=None):
+    kind = detect(app)
+    cfg = Config(port, host)
+    is_async = kind == "asgi" or (kind == "handler" and is_coroutine_callable(app))
+    if cfg.loop == "lean" and is_async:
+        raise SystemExit("forge_runtime: FORGE_LOOP=lean cannot run coroutine apps (ASGI, async handlers)")
+    if is_async or cfg.loop == "asyncio":
+        rc = _serve_asyncio(app, kind, is_async, cfg)
+    else:
+        rc = _serve_lean(app, kind, cfg)
+    if rc:
+        raise SystemExit(rc)
+
+
+def _sync_dispatch(app, kind, pool):
+    from ._apps import make_sync_handler, make_wsgi
+
+    return make_wsgi(app, pool) if kind == "wsgi" else make_sync_handler(app, pool)
+
+
+def _serve_lean(app, kind, cfg):
+    from ._loop import LeanLoop, ThreadPool, listen
+
+    loop = LeanLoop()
+    server = Server(cfg, loop)
+    server.dispatch = _sync_dispatch(app, kind, ThreadPool(cfg.threads))
+    sock = listen(cfg.host, cfg.port)
+    server.sockname = sock.getsockname()[:2]
+    server._close_listener = loop.serve(sock, lambda: HttpConnection(server))
+    server.start_sweeper()
+    stopped = []
+
+    def drained(left):
+        stopped.append(left)
+        loop.stop()
+
+    server.on_drained = drained
+    for name, sig in _SIGNALS:
+        _signal.signal(sig, lambda _s, _f, name=name: loop.call_soon_threadsafe(server.begin_shutdown, name))
+    log_event("listening", host=server.sockname[0], port=server.sockname[1], kind=kind, loop="lean")
+    try:
+        loop.run_forever()
+    finally:
+        for _name, sig in _SIGNALS:
+            _signal.signal(sig, _signal.SIG_DFL)
+    log_event("stopped", abandoned=stopped[0] if stopped else 0)
+    return 0
+
+
+def _serve_asyncio(app, kind, is_async, cfg):
+    import asyncio
+
+    from ._apps import Lifespan, make_asgi, make_async_handler
+    from ._loop import ThreadPool, listen
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = Server(cfg, loop)
+        pool = ThreadPool(cfg.threads)
+        ready = asyncio.Event()
+        state = {}
+        if kind == "asgi":
+            server.dispatch = make_asgi(app, ready, state)
+        elif is_async:
+            server.dispatch = make_async_handler(app, pool)
+        else:
+            server.dispatch = _sync_dispatch(app, kind, pool)
+        sock = listen(cfg.host, cfg.port, std=True)
+        server.sockname = sock.getsockname()[:2]
+        aserver = await loop.create_server(lambda: HttpConnection(server), sock=sock, backlog=1024)
+        server._close_listener = aserver.close
+        done = loop.create_future()
+        server.on_drained = lambda left: done.done() or done.set_result(left)
+        for name, sig in _SIGNALS:
+            loop.add_signal_handler(sig, server.begin_shutdown, name)
+        server.start_sweeper()
+        log_event("listening", host=server.sockname[0], port=server.sockname[1], kind=kind, loop="asyncio")
+        lifespan = None
+        if kind == "asgi":
+            lifespan = Lifespan(app, state)
+            startup = loop.create_task(lifespan.startup())
+            await asyncio.wait([startup, done], return_when=asyncio.FIRST_COMPLETED)
+            if startup.done() and not startup.result():
+                log_event("lifespan_startup_failed", message=lifespan.failed)
+                server.draining = True
+                aserver.close()
+                for conn in list(server.conns):
+                    conn.abort()
+                return 1
+            if not startup.done():
+                startup.cancel()
+        ready.set()
+        left = await done
+        if lifespan is not None and lifespan.supported:
+            await lifespan.shutdown(max(cfg.drain_seconds, 1.0))
+        log_event("stopped", abandoned=left)
+        return 0
+
+    return asyncio.run(main())

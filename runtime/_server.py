@@ -1,0 +1,497 @@
+"""The HTTP/1.1 connection protocol and server life cycle, shared by the lean loop and asyncio.
+
+Threading model: one event-loop thread owns every socket and all connection state. Sync handlers and
+WSGI apps run on a small thread pool and hand results back with `loop.call_soon_threadsafe`;
+coroutine apps run as tasks on the asyncio loop. Nothing here blocks the loop.
+"""
+
+import os
+import sys
+import time
+
+from ._http import HttpError, RequestParser, body_allowed, http_date, status_line
+
+_PING_HOST = b"ping"
+
+
+def _env_number(name, default, cast=float):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise SystemExit(f"forge_runtime: {name}={raw!r} is not a number") from None
+    if value < 0:
+        raise SystemExit(f"forge_runtime: {name} must not be negative")
+    return value
+
+
+class Config:
+    """Server settings, from the environment (see docs/runtime.md)."""
+
+    def __init__(self, port=None, host=None):
+        env = os.environ
+        self.host = host or env.get("FORGE_HOST") or "0.0.0.0"
+        self.port = int(port if port is not None else _env_number("PORT", 8080, int))
+        self.max_body = _env_number("FORGE_MAX_BODY", 1 << 20, int)
+        self.max_header_bytes = _env_number("FORGE_MAX_HEADER_BYTES", 32768, int)
+        self.max_headers = _env_number("FORGE_MAX_HEADERS", 100, int)
+        self.idle_timeout = _env_number("FORGE_IDLE_TIMEOUT", 5.0)
+        self.read_timeout = _env_number("FORGE_READ_TIMEOUT", 10.0)
+        self.drain_seconds = _env_number("FORGE_DRAIN_SECONDS", 10.0)
+        self.threads = _env_number("FORGE_THREADS", 32, int)
+        self.access_log = env.get("FORGE_ACCESS_LOG", "1").strip().lower() not in ("0", "false", "no", "off", "")
+        self.loop = (env.get("FORGE_LOOP") or "auto").strip().lower()
+        if self.loop not in ("auto", "lean", "asyncio"):
+            raise SystemExit(f"forge_runtime: FORGE_LOOP must be auto, lean or asyncio, not {self.loop!r}")
+
+
+class AccessLog:
+    """One JSON object per line on stdout, written in batches once per loop iteration."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.buf = []
+        self.enabled = True
+        try:
+            from _json import encode_basestring_ascii as q
+        except ImportError:  # pragma: no cover - every CPython build we ship has _json
+            from json.encoder import encode_basestring_ascii as q
+        self.q = q
+
+    def add(self, req, peer, status, nbytes, t0):
+        if not self.enabled:
+            return
+        q = self.q
+        if req is not None:
+            target = req.raw_path if not req.query_string else req.raw_path + b"?" + req.query_string
+            method = q(req.method)
+            path = q(target.decode("latin-1"))
+            proto = req.http_version
+        else:
+            method = path = "null"
+            proto = "1.1"
+        remote = q(peer[0]) if isinstance(peer, tuple) and peer else "null"
+        now = time.time()
+        line = '{"ts":%.3f,"remote":%s,"method":%s,"path":%s,"proto":"HTTP/%s","status":%d,"bytes":%d,"dur_ms":%.3f}\n' % (
+            now, remote, method, path, proto, status, nbytes, (time.monotonic() - t0) * 1000.0,
+        )
+        if not self.buf:
+            self.loop.call_soon(self.flush)
+        self.buf.append(line)
+
+    def flush(self):
+        if not self.buf:
+            return
+        data = "".join(self.buf).encode("ascii")
+        self.buf.clear()
+        try:
+            while data:
+                n = os.write(1, data)
+                data = data[n:]
+        except BlockingIOError:
+            pass  # stdout is a full non-blocking pipe: drop the rest of this batch, never block
+        except OSError:
+            self.enabled = False  # stdout closed: stop logging, keep serving
+
+
+def log_event(event, **fields):
+    """A JSON line on stderr for server events (start, stop, errors)."""
+    from _json import encode_basestring_ascii as q
+
+    parts = ['"event":' + q(event)]
+    for k, v in fields.items():
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (int, float)):
+            v = repr(v)
+        else:
+            v = q(str(v))
+        parts.append(q(k) + ":" + v)
+    try:
+        sys.stderr.write("{" + ",".join(parts) + "}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def report_exception(where):
+    import traceback
+
+    try:
+        log_event("error", where=where, traceback=traceback.format_exc())
+    except Exception:  # pragma: no cover
+        pass
+
+
+class Server:
+    """State shared by all connections; the `dispatch` attribute is set by the app adapter."""
+
+    def __init__(self, config, loop):
+        self.config = config
+        self.loop = loop
+        self.conns = set()
+        self.draining = False
+        self.access_log = AccessLog(loop) if config.access_log else None
+        self._date_sec = -1
+        self._date_line = b""
+        self.dispatch = None
+        self.sockname = (config.host, config.port)
+        self._stop_callbacks = []
+        self._drain_deadline = 0.0
+        self._close_listener = None
+        self.on_drained = None  # callable run (once) when draining finishes
+        self._sweep_every = max(0.05, min(1.0, config.idle_timeout / 4 or 1.0, config.read_timeout / 4 or 1.0))
+
+    def date_line(self):
+        t = time.time()
+        sec = int(t)
+        if sec != self._date_sec:
+            self._date_sec = sec
+            self._date_line = ("date: " + http_date(sec) + "\r\n").encode("ascii")
+        return self._date_line
+
+    def build_head(self, status, headers, length, keep, http10, line=None):
+        """headers: list of (bytes, bytes); length None -> chunked (HTTP/1.1) or close-delimited."""
+        parts = [line or status_line(status)]
+        for name, value in headers:
+            parts.append(b"%s: %s\r\n" % (name, value))
+        if length is not None:
+            parts.append(b"content-length: %d\r\n" % length)
+        elif status >= 200 and status not in (204, 304) and not http10:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        parts.append(self.date_line())
+        if not keep:
+            parts.append(b"connection: close\r\n")
+        elif http10:
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    # -- timeouts ---------------------------------------------------------------------------------
+
+    def start_sweeper(self):
+        self.loop.call_later(self._sweep_every, self._sweep)
+
+    def _sweep(self):
+        now = time.monotonic()
+        for conn in list(self.conns):
+            if conn.busy or conn.closed:
+                continue
+            if conn.reading:
+                if now >= conn.deadline:
+                    conn.reject(HttpError(408, "request not received in time"))
+            elif now >= conn.deadline or self.draining:
+                conn.close()
+        if self.draining:
+            active = any(c.busy or c.reading for c in self.conns if not c.closed)
+            if not active or now >= self._drain_deadline:
+                self._finish_drain()
+                return
+        self.loop.call_later(self._sweep_every if not self.draining else 0.02, self._sweep)
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    def begin_shutdown(self, signame="signal"):
+        if self.draining:
+            log_event("drain_aborted", reason=f"second {signame}")
+            self._drain_deadline = 0.0
+            return
+        self.draining = True
+        self._drain_deadline = time.monotonic() + self.config.drain_seconds
+        in_flight = sum(1 for c in self.conns if c.busy or c.reading)
+        log_event("draining", signal=signame, in_flight=in_flight, drain_seconds=self.config.drain_seconds)
+        if self._close_listener is not None:
+            try:
+                self._close_listener()
+            except Exception:  # pragma: no cover
+                pass
+            self._close_listener = None
+        for conn in list(self.conns):
+            if not conn.busy and not conn.reading:
+                conn.close()
+        self._sweep_every = 0.02
+        self.loop.call_soon(self._sweep)
+
+    def _finish_drain(self):
+        left = [c for c in self.conns if not c.closed]
+        for conn in left:
+            conn.abort()
+        if self.access_log is not None:
+            self.access_log.flush()
+        cb, self.on_drained = self.on_drained, None
+        if cb is not None:
+            cb(len([c for c in left if c.busy]))
+
+
+_PING_RESPONSE_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class HttpConnection:
+    """asyncio-compatible Protocol for one client connection (works on LeanLoop too)."""
+
+    __slots__ = (
+        "server", "loop", "parser", "transport", "peer", "busy", "reading", "deadline", "closed",
+        "client_eof", "paused_reading", "paused_writing", "waiters", "req", "t0", "status", "nbytes",
+        "chunked", "keep", "in_advance", "dead", "disconnect_waiters",
+    )
+
+    def __init__(self, server):
+        self.server = server
+        self.loop = server.loop
+        cfg = server.config
+        self.parser = RequestParser(cfg.max_body, cfg.max_header_bytes, cfg.max_headers)
+        self.transport = None
+        self.peer = None
+        self.busy = False
+        self.reading = False
+        self.deadline = 0.0
+        self.closed = False
+        self.client_eof = False
+        self.paused_reading = False
+        self.paused_writing = False
+        self.waiters = []
+        self.disconnect_waiters = []
+        self.req = None
+        self.t0 = 0.0
+        self.status = 0
+        self.nbytes = 0
+        self.chunked = False
+        self.keep = True
+        self.in_advance = False
+        self.dead = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self.deadline = time.monotonic() + self.server.config.idle_timeout
+        self.server.conns.add(self)
+        if self.server.draining:
+            transport.close()
+
+    def data_received(self, data):
+        if self.dead:
+            return
+        parser = self.parser
+        parser.feed(data)
+        if self.busy:
+            if len(parser.buf) > self.server.config.max_header_bytes + self.server.config.max_body:
+                self._pause_reading()
+            return
+        if not self.reading:
+            self.reading = True
+            self.deadline = time.monotonic() + self.server.config.read_timeout
+        self._advance()
+
+    def eof_received(self):
+        self.client_eof = True
+        self.keep = False
+        if self.busy:
+            return True  # half-closed: the response can still be sent
+        return False
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.server.conns.discard(self)
+        self._wake(self.waiters)
+        self._wake(self.disconnect_waiters)
+
+    def pause_writing(self):
+        self.paused_writing = True
+
+    def resume_writing(self):
+        self.paused_writing = False
+        self._wake(self.waiters)
+
+    @staticmethod
+    def _wake(waiters):
+        if waiters:
+            ws = waiters[:]
+            waiters.clear()
+            for w in ws:
+                w()
+
+    # -- request flow -----------------------------------------------------------------------------
+
+    def _pause_reading(self):
+        if not self.paused_reading and not self.closed:
+            self.paused_reading = True
+            self.transport.pause_reading()
+
+    def _advance(self):
+        """Parse and dispatch the next request, if one is complete."""
+        self.in_advance = True
+        try:
+            while not self.busy and not self.dead and not self.closed:
+                try:
+                    req = self.parser.next_request()
+                except HttpError as exc:
+                    self.reject(exc)
+                    return
+                if req is None:
+                    if self.parser.want_continue:
+                        self.parser.want_continue = False
+                        self.transport.write(_CONTINUE)
+                    return
+                self.reading = False
+                self.req = req
+                req.client = self.peer
+                self.busy = True
+                self.t0 = time.monotonic()
+                self.keep = req.keep_alive and not self.server.draining and not self.client_eof
+                self.status = 0
+                self.nbytes = 0
+                self.chunked = False
+                if req.host == _PING_HOST and req.path == "/" and req.method in ("GET", "HEAD"):
+                    self._ping(req)
+                    continue
+                self.server.dispatch(self, req)
+        finally:
+            self.in_advance = False
+
+    def _ping(self, req):
+        body = b"ok" if req.method == "GET" else b""
+        head = self.server.build_head(200, _PING_RESPONSE_HEADERS, 2, self.keep, req.http_version == "1.0")
+        self.send_full(head + body, 200, len(body))
+
+    def reject(self, exc):
+        """Answer a request we won't serve (4xx/5xx from the parser or a timeout) and close."""
+        self.dead = True
+        self.keep = False
+        if self.closed:
+            return
+        body = (exc.reason + "\n").encode("latin-1", "replace")
+        head = self.server.build_head(
+            exc.status, [(b"content-type", b"text/plain; charset=utf-8")], len(body), False, False
+        )
+        self.transport.write(head + body)
+        if self.server.access_log is not None:
+            self.server.access_log.add(None, self.peer, exc.status, len(body), self.t0 or time.monotonic())
+        self.reading = False
+        self.transport.close()
+
+    def close(self):
+        self.dead = True
+        if not self.closed and self.transport is not None:
+            self.transport.close()
+
+    def abort(self):
+        self.dead = True
+        if not self.closed and self.transport is not None:
+            abort = getattr(self.transport, "abort", None)
+            (abort or self.transport.close)()
+
+    def _done(self):
+        """The current response is complete (or abandoned)."""
+        server = self.server
+        if server.access_log is not None:
+            server.access_log.add(self.req, self.peer, self.status, self.nbytes, self.t0)
+        self.busy = False
+        self.req = None
+        self._wake(self.disconnect_waiters)
+        if self.closed:
+            return
+        if not self.keep or server.draining or self.client_eof:
+            self.dead = True
+            self.transport.close()
+            return
+        if self.paused_reading:
+            self.paused_reading = False
+            self.transport.resume_reading()
+        if self.parser.buf:
+            self.reading = True
+            self.deadline = time.monotonic() + server.config.read_timeout
+            if not self.in_advance:
+                self._advance()
+        else:
+            self.reading = False
+            self.deadline = time.monotonic() + server.config.idle_timeout
+
+    # -- response API (event-loop thread only) ----------------------------------------------------
+
+    def send_full(self, data, status, nbytes):
+        """A whole response (head + body) in one write."""
+        self.status = status
+        self.nbytes = nbytes
+        if not self.closed:
+            self.transport.write(data)
+        self._done()
+
+    def start(self, head, status, chunked):
+        self.status = status
+        self.chunked = chunked
+        if not self.closed:
+            self.transport.write(head)
+
+    def send(self, data):
+        if self.closed or not data:
+            return
+        self.nbytes += len(data)
+        if self.chunked:
+            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.transport.write(data)
+
+    def end(self):
+        if self.chunked and not self.closed:
+            self.transport.write(b"0\r\n\r\n")
+        self._done()
+
+    def fail(self):
+        """Abandon a response whose head is already out: close so the client sees truncation."""
+        self.keep = False
+        if not self.closed:
+            self.transport.close()
+        self._done()
+
+    # thread-side helpers: called from pool threads, run on the loop thread
+
+    def send_and_release(self, data, lock):
+        self.send(data)
+        if self.paused_writing and not self.closed:
+            self.waiters.append(lock.release)
+        else:
+            lock.release()
+
+
+def header_pairs(headers):
+    """dict or (name, value) pairs of str/bytes -> (list of (bytes, bytes), content_length, close)."""
+    from ._http import check_header
+
+    items = headers.items() if isinstance(headers, dict) else headers
+    out = []
+    length = None
+    close = False
+    for name, value in items:
+        if isinstance(name, str):
+            name = name.encode("latin-1")
+        if isinstance(value, str):
+            value = value.encode("latin-1")
+        elif isinstance(value, int):
+            value = b"%d" % value
+        check_header(name, value)
+        low = name.lower()
+        if low == b"content-length":
+            if not value.isdigit():
+                raise ValueError(f"invalid content-length {value!r}")
+            length = int(value)
+            continue
+        if low == b"transfer-encoding":
+            continue  # framing is the server's business
+        if low == b"connection":
+            close = b"close" in value.lower()
+            continue
+        out.append((name, value))
+    return out, length, close
+
+
+def is_http10(req):
+    return req.http_version == "1.0"
+
+
+def body_ok(status, req):
+    return body_allowed(status, req.method)
