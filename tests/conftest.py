@@ -7,4 +7,6 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its helper imag
 
 pytest_plugins = [
     "tests.plugins.sdk",
+    "tests.plugins.registry",
+    "tests.plugins.wrangler",
 ]

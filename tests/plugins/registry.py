@@ -249,14 +249,23 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgra
 
 
 class Proxy:
-    """Forwards HTTP to `upstream` (keeping the Host header, so the registry's Location URLs point back
-    at the proxy); records every request; `cut` decides, per request, whether to reset the connection
-    after reading half its body (the upload never reaches the registry)."""
+    """Forwards HTTP to a registry on `upstream_port`, keeping the Host header (so the registry's
+    Location URLs point back here), and records every request as (method, path, status).
+
+    `inject(method, path, body_length)` may return, per request:
+      "cut"   read half the body, then reset the connection (RST): a link dropped mid-upload;
+      "hold"  stall until `release` is set, then reset the connection as "cut" does (lets a test kill
+              the client while its upload is in flight);
+      int     answer with that HTTP status instead of forwarding (e.g. 503);
+      None    forward as usual.
+    """
 
     def __init__(self, upstream_port: int):
         self.upstream_port = upstream_port
-        self.log: list[tuple[str, str, int]] = []   # (method, path, status or -1 when cut)
-        self.cut = None                              # callable(method, path, body_length) -> bool
+        self.log: list[tuple[str, str, int]] = []   # status -1: cut, -2: held
+        self.inject = None
+        self.release = threading.Event()
+        self.held = threading.Event()
         self.lock = threading.Lock()
         proxy = self
 
@@ -268,17 +277,30 @@ class Proxy:
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                cut = proxy.cut is not None and proxy.cut(self.command, self.path, length)
-                if cut:
-                    self.rfile.read(length // 2)
+                action = proxy.inject(self.command, self.path, length) if proxy.inject else None
+                if action == "hold":
                     with proxy.lock:
-                        proxy.log.append((self.command, self.path, -1))
+                        proxy.log.append((self.command, self.path, -2))
+                    proxy.held.set()
+                    proxy.release.wait(60)
+                if action in ("cut", "hold"):
+                    self.rfile.read(length // 2)
+                    if action == "cut":
+                        with proxy.lock:
+                            proxy.log.append((self.command, self.path, -1))
                     # RST instead of FIN, like a dropped link
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
                     self.connection.close()
                     return
                 body = self.rfile.read(length) if length else None
+                if isinstance(action, int):
+                    with proxy.lock:
+                        proxy.log.append((self.command, self.path, action))
+                    self.send_response(action)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 conn.request(self.command, self.path, body=body, headers=headers)
@@ -316,7 +338,13 @@ class Proxy:
         with self.lock:
             return sum(1 for m, p, _ in self.log if (method is None or m == method) and contains in p)
 
+    def uploads(self) -> list[tuple[str, str, int]]:
+        """Requests that carry or start blob data (POST/PATCH/PUT under /blobs/uploads/)."""
+        with self.lock:
+            return [e for e in self.log if "/blobs/uploads/" in e[1] and e[0] in ("POST", "PATCH", "PUT")]
+
     def stop(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
