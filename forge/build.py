@@ -105,7 +105,7 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path) -> 
     include = tuple(sorted(set(analysis.analyse(w.source_files(), sdk.python, list(search))) | set(w.include)))
 
     h = hashlib.sha256()
-    h.update(json.dumps({"forge": __version__, "sdk": sdk.manifest["key"], "target": target_name,
+    h.update(json.dumps({"forge": __version__, "sdk": sdk.manifest["key"], "target": target.fingerprint(),
                          "module": w.module, "attr": w.attr, "include": include,
                          "deps": [(d.name, d.version) for d in dep_env.distributions]}).encode())
     _hash_tree(h, w.project_dir, w.source_files())
@@ -125,11 +125,14 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path) -> 
             inputs = BuildInputs(w, sdk, _entry_script(w, work), (w.project_dir, *dep_env.search_path, work),
                                  include, log_dir / "nuitka.log")
             art = target.compile(inputs, work)
-            shutil.move(str(art.path), stage / art.path.name)
+            # bin/ holds exactly what goes into the image's /app
+            (stage / "bin").mkdir()
+            shutil.move(str(art.path), stage / "bin" / art.path.name)
             shutil.rmtree(work)
+            rel = f"bin/{art.path.name}"
             (stage / "artifact.json").write_text(json.dumps(
-                {"file": art.path.name, "target": art.target, "size": art.size, "details": art.details}))
-    return Artifact(final / art.path.name, art.target, art.size, art.details), dep_env, False
+                {"file": rel, "target": art.target, "size": art.size, "details": art.details}))
+    return Artifact(final / rel, art.target, art.size, art.details), dep_env, False
 
 
 def build(opts: BuildOptions) -> dict:
@@ -194,7 +197,7 @@ def build(opts: BuildOptions) -> dict:
                     "python": sdk.version, "dependencies": [f"{d.name}=={d.version}" for d in dep_env.distributions],
                 }
                 (stage / OUTPUT_MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True))
-        with bar.step("load" if opts.load else "done"):
+        with bar.step("load into Docker" if opts.load else "finish"):
             if opts.load:
                 from forge.publish import DaemonPublisher
                 DaemonPublisher(tag).publish(image)

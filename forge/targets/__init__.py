@@ -35,6 +35,10 @@ class Artifact:
 class Target(Protocol):
     name: str
 
+    def fingerprint(self) -> str:
+        """How this target compiles (flags, tool versions not in the SDK): part of the build cache key."""
+        ...
+
     def compile(self, inputs: BuildInputs, out_dir: Path) -> Artifact:
         """Compile into out_dir (a fresh scratch directory) and return the checked artifact."""
         ...

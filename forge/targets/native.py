@@ -13,8 +13,16 @@ from forge.proc import run_killable
 from forge.targets import Artifact, BuildInputs
 
 
+# --gc-sections drops code no workload reaches (the SDK is compiled with per-function sections).
+LDFLAGS = "-static -Wl,--gc-sections"
+
+
 class NativeTarget:
     name = "native"
+
+    def fingerprint(self) -> str:
+        """Everything about how this target compiles that isn't in the inputs (for the build cache)."""
+        return f"native nuitka-flags=standalone,static-libpython,no_site,no_warnings ldflags={LDFLAGS}"
 
     def nuitka_command(self, inputs: BuildInputs, out_dir: Path) -> list[str]:
         cmd = [str(inputs.sdk.python), "-m", "nuitka", "--standalone", "--static-libpython=yes",
@@ -31,7 +39,7 @@ class NativeTarget:
         sdk = inputs.sdk
         env = {**os.environ,
                "CC": str(sdk.cc),
-               "LDFLAGS": f"-static -L{sdk.deps_lib}",
+               "LDFLAGS": f"{LDFLAGS} -L{sdk.deps_lib}",
                "PYTHONPATH": os.pathsep.join(map(str, inputs.search_path)),
                "NUITKA_CACHE_DIR": str(sdk.path.parent.parent / "nuitka-cache")}
         with open(inputs.log, "ab") as fh:
