@@ -146,11 +146,12 @@ def push_cmd(
     from forge.publish.registry import RegistryPublisher, image_path_of
 
     publisher = RegistryPublisher(ref, insecure=insecure)   # checks the reference before reading anything
-    result = publisher.publish(load_image(image_path_of(out)))
+    image = load_image(image_path_of(out))
+    publisher.publish(image)
     s = publisher.stats
     console.info(f"pushed in {s.seconds:.1f}s: {s.uploaded} blob(s) uploaded ({s.uploaded_bytes / 2**20:.2f} MiB), "
                  f"{s.existing} already there, {s.mounted} mounted; {s.requests} requests")
-    print(result.location)
+    print(publisher.pushed_reference(image))
 
 
 @deploy_app.command("cloudflare")

@@ -145,7 +145,7 @@ def test_push_then_push_again_uploads_nothing(registry, proxy_to, index):
     result = publisher(proxy.host, "twice/app:v1", index).publish(image)
     first = time.monotonic() - t0
     assert result.digest == image.digest
-    assert result.location == f"{proxy.host}/twice/app:v1@{image.digest}"
+    assert result.location == f"docker://{proxy.host}/twice/app:v1@{image.digest}"
     assert stored_digest(registry.url, "twice/app", "v1") == image.digest
     assert len(proxy.uploads()) == 2 * 3            # POST + PUT for each of 2 layers and the config
     first_requests = len(proxy.log)

@@ -287,11 +287,11 @@ def render_index_ts(settings: CloudflareSettings, port: int) -> str:
     sleep = json.dumps(settings.sleep_after)
     env = json.dumps(dict(sorted(settings.env.items())), indent=2).replace("\n", "\n  ")
     if settings.max_instances > 1:
-        pick = (f"  // Spread requests over up to max_instances ({settings.max_instances}) containers.\n"
-                f"  const container = await getRandom(env.{BINDING}, {settings.max_instances});")
+        pick = (f"    // Spread requests over up to max_instances ({settings.max_instances}) containers.\n"
+                f"    const container = await getRandom(env.{BINDING}, {settings.max_instances});")
         imports = "Container, getRandom"
     else:
-        pick = f"  const container = getContainer(env.{BINDING});"
+        pick = f"    const container = getContainer(env.{BINDING});"
         imports = "Container, getContainer"
     return f"""// {HEADER.format(version=__version__)}
 import {{ {imports} }} from "@cloudflare/containers";

@@ -428,8 +428,12 @@ class RegistryPublisher:
             self.index.record(self.ref.registry, self.ref.repository, done)
         self.client.put_manifest(self.ref.tag or image.digest, image.manifest)
         self.stats.seconds = time.monotonic() - start
-        location = str(self.ref.with_digest(image.digest))
-        return PublishResult(digest=image.digest, location=location)
+        # skopeo's transport syntax, like the other publishers: docker://REF@sha256:...
+        return PublishResult(digest=image.digest, location=f"docker://{self.pushed_reference(image)}")
+
+    def pushed_reference(self, image: Image) -> str:
+        """What `forge push` prints: the reference with the image's digest, REF@sha256:..."""
+        return str(self.ref.with_digest(image.digest))
 
     def _push_blob(self, blob: Blob) -> str:
         client = self.client
