@@ -72,6 +72,20 @@ def _runtime_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _runtime_on_path() -> Path:
+    """A directory where `import forge_runtime` finds a copy of runtime/ (keyed by its content),
+    so analysis and Nuitka see exactly the runtime that was hashed into the build key."""
+    runtime = _runtime_dir()
+    files = sorted(runtime.rglob("*.py"))
+    h = hashlib.sha256()
+    _hash_tree(h, runtime, files)
+    root = cache_root() / "runtime" / h.hexdigest()[:16]
+    if not (root / "forge_runtime" / "__init__.py").is_file():
+        with staging_dir(root) as stage:
+            shutil.copytree(runtime, stage / "forge_runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
 def _hash_tree(h, root: Path, files: list[Path]) -> None:
     for f in files:
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
@@ -100,8 +114,8 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path) -> 
     """Compile (or take from the cache) the workload's artifact. Returns (artifact, deps, cached)."""
     target = get_target(target_name)
     dep_env = deps.install(w.requirements, sdk, log_dir / "pip.log")
-    runtime = _runtime_dir()
-    search = (w.project_dir, *dep_env.search_path, runtime.parent)
+    runtime_root = _runtime_on_path()
+    search = (w.project_dir, *dep_env.search_path, runtime_root)
     include = tuple(sorted(set(analysis.analyse(w.source_files(), sdk.python, list(search))) | set(w.include)))
 
     h = hashlib.sha256()
@@ -109,7 +123,7 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path) -> 
                          "module": w.module, "attr": w.attr, "include": include,
                          "deps": [(d.name, d.version) for d in dep_env.distributions]}).encode())
     _hash_tree(h, w.project_dir, w.source_files())
-    _hash_tree(h, runtime, sorted(runtime.rglob("*.py")))
+    h.update(runtime_root.name.encode())  # the runtime copy is keyed by its content
     key = h.hexdigest()
     final = cache_root() / "builds" / key[:24]
     with file_lock(final.with_name(final.name + ".lock")):
@@ -120,9 +134,7 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path) -> 
         with staging_dir(final) as stage:
             work = stage / "work"
             work.mkdir()
-            # forge_runtime is compiled in from a copy, so the build sees exactly what was hashed.
-            shutil.copytree(runtime, work / "forge_runtime", ignore=shutil.ignore_patterns("__pycache__"))
-            inputs = BuildInputs(w, sdk, _entry_script(w, work), (w.project_dir, *dep_env.search_path, work),
+            inputs = BuildInputs(w, sdk, _entry_script(w, work), search,
                                  include, log_dir / "nuitka.log")
             art = target.compile(inputs, work)
             # bin/ holds exactly what goes into the image's /app
