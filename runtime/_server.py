@@ -162,7 +162,7 @@ class Server:
         elif status >= 200 and status not in (204, 304) and not http10:
             parts.append(b"transfer-encoding: chunked\r\n")
         parts.append(self.date_line())
-        if not keep:
+        if not keep or self.draining:
             parts.append(b"connection: close\r\n")
         elif http10:
             parts.append(b"connection: keep-alive\r\n")
