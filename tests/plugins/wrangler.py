@@ -49,13 +49,8 @@ class Wrangler:
                               timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def wrangler() -> Wrangler:
-    if not shutil.which("npm") or not shutil.which("node"):
-        pytest.skip("needs node and npm (scripts/bootstrap.sh --test installs them)")
-    major = int(re.match(r"v(\d+)", subprocess.run(["node", "--version"], capture_output=True, text=True).stdout).group(1))
-    if major < 20:
-        pytest.skip(f"wrangler {WRANGLER_VERSION} needs Node >= 20 (this is Node {major})")
+def install() -> Wrangler:
+    """npm-install PACKAGES into the forge cache, once per machine (a lock serialises concurrent runs)."""
     key = "-".join(f"{k.replace('/', '_').replace('@', '')}{v}" for k, v in sorted(PACKAGES.items()))
     root = cache_root() / "npm" / key
     with file_lock(cache_root() / "npm" / ".lock"):
@@ -72,3 +67,14 @@ def wrangler() -> Wrangler:
                 raise RuntimeError(f"npm install failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
             marker.write_text("ok\n")
     return Wrangler(root)
+
+
+@pytest.fixture(scope="session")
+def wrangler() -> Wrangler:
+    if not shutil.which("npm") or not shutil.which("node"):
+        pytest.skip("needs node and npm (scripts/bootstrap.sh --test installs them)")
+    out = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
+    major = int(re.match(r"v(\d+)", out).group(1))
+    if major < 20:
+        pytest.skip(f"wrangler {WRANGLER_VERSION} needs Node >= 20 (this is Node {major})")
+    return install()

@@ -1,0 +1,296 @@
+"""forge deploy cloudflare: the generated project is checked by wrangler 4.86.0 itself (its JSON
+schema, `wrangler deploy --dry-run`, `wrangler types` + tsc), and every refusal happens before a
+file is written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from forge import errors
+from forge.deploy.cloudflare import CLASS_NAME, CONTAINERS_VERSION, WRANGLER_VERSION, generate, load_settings
+from forge.deploy.files import MANIFEST
+from forge.publish.registry import BlobIndex, RegistryPublisher
+from tests.plugins.registry import make_image, write_oci_layout
+
+FORGE = [sys.executable, "-m", "forge"]
+
+
+def strip_jsonc(text: str) -> str:
+    """Drop // and /* */ comments outside strings (JSONC -> JSON)."""
+    out, i, n, in_str = [], 0, len(text), False
+    while i < n:
+        c = text[i]
+        if in_str:
+            out.append(c)
+            if c == "\\":
+                out.append(text[i + 1])
+                i += 1
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+            out.append(c)
+        elif text.startswith("//", i):
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+            continue
+        elif text.startswith("/*", i):
+            i = text.index("*/", i) + 2
+            continue
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def read_wrangler(out: Path) -> dict:
+    return json.loads(strip_jsonc((out / "wrangler.jsonc").read_text()))
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "node_modules" not in p.parts}
+
+
+def make_project(tmp_path: Path, cloudflare: str = "", name: str = "edge-hello") -> Path:
+    project = tmp_path / "project"
+    project.mkdir(exist_ok=True)
+    (project / "pyproject.toml").write_text(
+        f'[project]\nname = "{name}"\nversion = "0.1.0"\n\n[tool.forge]\nentry = "app:app"\n\n'
+        f"[tool.forge.cloudflare]\n{cloudflare}\n")
+    (project / "app.py").write_text("def app(request):\n    return 'hi'\n")
+    return project
+
+
+@pytest.fixture(scope="module")
+def pushed(registry, tmp_path_factory):
+    """An amd64 image in the loopback registry, as `forge push` leaves it."""
+    image = make_image("deploy-amd64", layer_sizes=(20_000,))
+    ref = f"{registry.host}/deploy/app:v1"
+    RegistryPublisher(ref, insecure=True, credentials=None, log=None,
+                      blob_index=BlobIndex(tmp_path_factory.mktemp("idx") / "b.json")).publish(image)
+    return ref, image
+
+
+def forge(*args, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DOCKER_CONFIG": "/nonexistent"}
+    env.pop("FORGE_REGISTRY_USER", None)
+    env.pop("FORGE_REGISTRY_PASSWORD", None)
+    return subprocess.run([*FORGE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+# --- the generated project, checked by wrangler ------------------------------------------------------
+def test_generated_project_passes_wrangler(pushed, wrangler, tmp_path):
+    ref, image = pushed
+    project = make_project(tmp_path, 'instance_type = "basic"\nmax_instances = 3\nsleep_after = "2m"\n'
+                                     'env = { GREETING = "hello", LOG_LEVEL = "info" }\nregions = ["WEUR", "ENAM"]\n')
+    out = tmp_path / "cf"
+    r = forge("deploy", "cloudflare", "--project", str(project), "--image", ref, "--insecure", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "basic" in r.stdout and "cd " in r.stdout
+    assert "Cloudflare pulls images only from" in r.stderr      # a loopback registry is not one of them
+
+    config = read_wrangler(out)
+    jsonschema.validate(config, wrangler.schema)                # wrangler's own schema, additionalProperties: false
+    assert config["name"] == "edge-hello" and config["main"] == "src/index.ts"
+    assert config["containers"] == [{"class_name": CLASS_NAME, "image": ref, "max_instances": 3,
+                                     "instance_type": "basic", "constraints": {"regions": ["WEUR", "ENAM"]}}]
+    assert config["durable_objects"]["bindings"] == [{"name": "FORGE_CONTAINER", "class_name": CLASS_NAME}]
+    assert config["migrations"] == [{"tag": "v1", "new_sqlite_classes": [CLASS_NAME]}]
+
+    index_ts = (out / "src" / "index.ts").read_text()
+    assert f"export class {CLASS_NAME} extends Container" in index_ts
+    assert "defaultPort = 8080;" in index_ts and 'sleepAfter = "2m";' in index_ts
+    assert '"GREETING": "hello"' in index_ts
+    package = json.loads((out / "package.json").read_text())
+    assert package["devDependencies"]["wrangler"] == WRANGLER_VERSION == "4.86.0"
+    assert package["dependencies"]["@cloudflare/containers"] == CONTAINERS_VERSION
+    assert json.loads((out / "tsconfig.json").read_text())["compilerOptions"]["strict"] is True
+    assert "wrangler deploy" in (out / "README.md").read_text()
+    recorded = json.loads((out / MANIFEST).read_text())["files"]
+    assert set(recorded) == {"wrangler.jsonc", "src/index.ts", "package.json", "tsconfig.json", "README.md",
+                             ".gitignore"}
+
+    wrangler.link_into(out)
+    dry = wrangler.run(out, "wrangler", "deploy", "--dry-run", "--outdir", "dist")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "env.FORGE_CONTAINER (ForgeContainer)" in dry.stdout
+    assert ref in dry.stdout                                    # "The following containers are available"
+    bundle = (out / "dist" / "index.js").read_text()
+    assert "ForgeContainer" in bundle and "defaultPort = 8080" in bundle and "@cloudflare/containers" in bundle
+
+    types = wrangler.run(out, "wrangler", "types")
+    assert types.returncode == 0, types.stdout + types.stderr
+    tsc = wrangler.run(out, "tsc", "--noEmit", "-p", ".")
+    assert tsc.returncode == 0, tsc.stdout + tsc.stderr
+
+
+def test_single_instance_uses_get_container_and_typechecks(pushed, wrangler, tmp_path):
+    ref, _ = pushed
+    project = make_project(tmp_path, "max_instances = 1\nsleep_after = 90\n")
+    result = generate(project, image_ref=ref, insecure=True)
+    out = result.out_dir
+    assert out == project / "deploy" / "cloudflare"
+    index_ts = (out / "src" / "index.ts").read_text()
+    assert "getContainer(env.FORGE_CONTAINER)" in index_ts and "sleepAfter = 90;" in index_ts
+    jsonschema.validate(read_wrangler(out), wrangler.schema)
+    wrangler.link_into(out)
+    assert wrangler.run(out, "wrangler", "types").returncode == 0
+    tsc = wrangler.run(out, "tsc", "--noEmit", "-p", ".")
+    assert tsc.returncode == 0, tsc.stdout + tsc.stderr
+
+
+# --- refusals: nothing is written ------------------------------------------------------------------------
+@pytest.mark.parametrize("settings, fragment", [
+    ('instance_type = "huge"', "instance_type = 'huge'"),
+    ('instance_type = "dev"', "deprecated"),
+    ("max_instances = 0", "max_instances = 0"),
+    ('sleep_after = "5 minutes"', "sleep_after"),
+    ("env = { PORT = 8080 }", "values are strings"),
+    ('env = { "1BAD" = "x" }', "variable names"),
+    ('regions = ["MARS"]', "'MARS'"),
+    ('colour = "blue"', "unknown setting 'colour'"),
+    ('instance_type = { vcpu = 1, memory_mib = 512 }', "custom instance type"),
+])
+def test_invalid_settings_refused_before_writing(pushed, tmp_path, settings, fragment):
+    ref, _ = pushed
+    project = make_project(tmp_path, settings)
+    out = tmp_path / "cf"
+    r = forge("deploy", "cloudflare", "--project", str(project), "--image", ref, "--insecure", "-o", str(out))
+    assert r.returncode == errors.DeployConfigError.exit_code == 44, r.stderr
+    assert fragment in r.stderr.replace("\n", " ")
+    assert not out.exists()
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    project = make_project(tmp_path, 'instance_type = "huge"\nmax_instances = -1\nregions = ["MARS"]\n')
+    with pytest.raises(errors.DeployConfigError, match="3 problem"):
+        load_settings(project)
+
+
+def test_non_amd64_image_refused(registry, tmp_path):
+    image = make_image("deploy-arm64", architecture="arm64")
+    ref = f"{registry.host}/deploy/arm:v1"
+    RegistryPublisher(ref, insecure=True, credentials=None, log=None,
+                      blob_index=BlobIndex(tmp_path / "b.json")).publish(image)
+    project = make_project(tmp_path)
+    out = tmp_path / "cf"
+    r = forge("deploy", "cloudflare", "--project", str(project), "--image", ref, "--insecure", "-o", str(out))
+    assert r.returncode == errors.ImageUnsuitable.exit_code == 48
+    assert "linux/arm64" in r.stderr and "linux/amd64 only" in r.stderr
+    assert not out.exists()
+
+
+def test_image_too_large_for_instance_refused(tmp_path):
+    # wrangler's rule: size x 1.1 + 16 MiB per layer <= disk. 120 small layers need > 2 GB: too big for lite.
+    many = make_image("many-layers", layer_sizes=(64,) * 120)
+    build_out = write_oci_layout(many, tmp_path / "many")
+    project = make_project(tmp_path, 'instance_type = "lite"')
+    out = tmp_path / "cf"
+    r = forge("deploy", "cloudflare", "--project", str(project), "--image", "docker.io/you/app:v1",
+              "--from", str(build_out), "-o", str(out))
+    assert r.returncode == errors.ImageUnsuitable.exit_code, r.stderr
+    assert "too large" in r.stderr and "120 x 16 MiB" in r.stderr and "2000 MB" in r.stderr
+    assert not out.exists()
+    # the same image fits standard-1 (8 GB)
+    make_project(tmp_path, 'instance_type = "standard-1"')
+    ok = forge("deploy", "cloudflare", "--project", str(project), "--image", "docker.io/you/app:v1",
+               "--from", str(build_out), "-o", str(out))
+    assert ok.returncode == 0, ok.stderr
+    assert "docker.io/you/app:v1" == read_wrangler(out)["containers"][0]["image"]
+    assert "Cloudflare pulls" not in ok.stderr                  # Docker Hub is one Cloudflare pulls from
+
+
+def test_size_check_counts_uncompressed_bytes(tmp_path):
+    # A custom (enterprise) instance with 20 MB of disk: 4 MB of incompressible data in one layer needs
+    # 4 MB x 1.1 + 16 MiB = 21.2 MB, so it does not fit, though the compressed image is also ~4 MB.
+    build_out = write_oci_layout(make_image("four-mb", layer_sizes=(4_000_000,)), tmp_path / "img")
+    project = make_project(tmp_path, "instance_type = { vcpu = 0.5, memory_mib = 512, disk_mb = 20 }")
+    with pytest.raises(errors.ImageUnsuitable, match="22 MB of disk"):
+        generate(project, image_ref="docker.io/you/app:v1", from_output=build_out)
+    build_out = write_oci_layout(make_image("two-mb", layer_sizes=(2_000_000,)), tmp_path / "img2")
+    generate(project, image_ref="docker.io/you/app:v1", from_output=build_out)
+
+
+def test_image_route_must_be_chosen(tmp_path):
+    project = make_project(tmp_path)
+    r = forge("deploy", "cloudflare", "--project", str(project))
+    assert r.returncode == errors.DeployConfigError.exit_code and "--image REF" in r.stderr
+    r = forge("deploy", "cloudflare", "--project", str(project), "--image", "127.0.0.1:5/app@sha256:" + "a" * 64)
+    assert r.returncode == errors.DeployConfigError.exit_code and "needs a tag" in r.stderr
+
+
+# --- user edits ---------------------------------------------------------------------------------------------
+def test_user_changes_are_kept_unless_force(pushed, tmp_path):
+    ref, _ = pushed
+    project = make_project(tmp_path, "max_instances = 2")
+    out = tmp_path / "cf"
+    generate(project, image_ref=ref, insecure=True, out_dir=out)
+    # a second run with the same inputs changes nothing
+    again = generate(project, image_ref=ref, insecure=True, out_dir=out)
+    assert again.report.written == [] and len(again.report.unchanged) == 6
+
+    index_ts = out / "src" / "index.ts"
+    index_ts.write_text(index_ts.read_text() + "\n// my own route\n")
+    (out / "extra.txt").write_text("mine")                      # files forge never wrote are left alone
+    make_project(tmp_path, "max_instances = 7")                 # a setting changed: wrangler.jsonc must change
+    before = tree_hashes(out)
+    r = forge("deploy", "cloudflare", "--project", str(project), "--image", ref, "--insecure", "-o", str(out))
+    assert r.returncode == errors.UserFileChanged.exit_code == 45
+    assert "src/index.ts" in r.stderr and "--force" in r.stderr
+    assert tree_hashes(out) == before                           # refused as a whole: not even wrangler.jsonc
+
+    r = forge("deploy", "cloudflare", "--project", str(project), "--image", ref, "--insecure", "-o", str(out),
+              "--force")
+    assert r.returncode == 0, r.stderr
+    assert "overwrote your changes to src/index.ts" in r.stderr
+    assert "my own route" not in index_ts.read_text()
+    assert read_wrangler(out)["containers"][0]["max_instances"] == 7
+    assert (out / "extra.txt").read_text() == "mine"
+
+
+def test_unchanged_generated_files_are_updated(pushed, tmp_path):
+    ref, _ = pushed
+    project = make_project(tmp_path, "max_instances = 2")
+    out = tmp_path / "cf"
+    generate(project, image_ref=ref, insecure=True, out_dir=out)
+    make_project(tmp_path, "max_instances = 4")
+    result = generate(project, image_ref=ref, insecure=True, out_dir=out)
+    assert "wrangler.jsonc" in result.report.written
+    assert read_wrangler(out)["containers"][0]["max_instances"] == 4
+    assert not [p for p in out.iterdir() if p.name.startswith(".forge-tmp")]
+
+
+def test_file_forge_did_not_write_is_a_conflict(pushed, tmp_path):
+    ref, _ = pushed
+    project = make_project(tmp_path)
+    out = tmp_path / "cf"
+    out.mkdir()
+    (out / "README.md").write_text("my notes")
+    with pytest.raises(errors.UserFileChanged, match="README.md"):
+        generate(project, image_ref=ref, insecure=True, out_dir=out)
+    assert (out / "README.md").read_text() == "my notes"
+    assert not (out / "wrangler.jsonc").exists()
+
+
+# --- bench results ------------------------------------------------------------------------------------------
+def test_bench_cold_start_is_shown(pushed, tmp_path):
+    ref, _ = pushed
+    project = make_project(tmp_path)
+    bench = project / ".forge" / "bench"
+    bench.mkdir(parents=True)
+    (bench / "results.json").write_text(json.dumps(
+        {"workload": "edge-hello", "cold_start": {"median_ms": 12.34, "runs": 20}, "rps": {"median": 9000}}))
+    out = tmp_path / "cf"
+    r = forge("deploy", "cloudflare", "--project", str(project), "--image", ref, "--insecure", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "cold start 12.3 ms" in r.stdout
+    assert "12.3 ms" in (out / "README.md").read_text()
