@@ -200,12 +200,12 @@ def ci_github_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite the workflow even if you changed it."),
 ) -> None:
     """Write a GitHub Actions workflow: build, push (registry secrets), deploy with wrangler."""
-    from forge.ci import render_workflow, write_workflow
+    from forge.ci import render_workflow, secrets_needed, write_workflow
 
     changed = write_workflow(output, render_workflow(project=project, image=image, dockerfile=dockerfile,
                                                      forge_spec=forge_spec, branch=branch), force=force)
     console.out.print(f"[bold green]{'wrote' if changed else 'unchanged'}[/] {output}")
-    console.out.print("  secrets   REGISTRY_USER, REGISTRY_PASSWORD, CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID"
+    console.out.print(f"  secrets   {secrets_needed(dockerfile)}"
                       + ("" if image or dockerfile else "; variable FORGE_IMAGE (e.g. docker.io/you/app)"))
 
 
