@@ -110,6 +110,11 @@ class InvalidImage(ForgeError):
     title = "not a forge image"
 
 
+class DaemonRejectedImage(ForgeError):
+    exit_code = 32
+    title = "Docker engine refused the image"
+
+
 # --- registries and deployment (40-49) ------------------------------------------------------------
 class RegistryUnreachable(ForgeError):
     exit_code = 40
