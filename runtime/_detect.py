@@ -28,11 +28,11 @@ def _code_target(app):
             bound += len(obj.args)
             obj = partial_func
             continue
+        func = getattr(obj, "__func__", None)  # bound method (which also proxies __code__)
+        if func is not None and hasattr(func, "__code__") and getattr(obj, "__self__", None) is not None:
+            return func, bound + 1
         if hasattr(obj, "__code__"):
             return obj, bound
-        func = getattr(obj, "__func__", None)  # bound method
-        if func is not None and hasattr(func, "__code__"):
-            return func, bound + 1
         call = getattr(type(obj), "__call__", None)
         if call is None:
             break
