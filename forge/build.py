@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ class BuildOptions:
     target: str = "native"
     build_sdk: bool = False
     epoch: int = 0
+    use_cache: bool = True            # False: recompile even if the build cache has this artifact
 
 
 def options_from(src: Path, **cli) -> BuildOptions:
@@ -110,7 +112,8 @@ def check_output(path: Path) -> None:
             f"Choose another path with -o, or move it away.")
 
 
-def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path) -> tuple[Artifact, deps.DependencyEnv, bool]:
+def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
+                     use_cache: bool = True) -> tuple[Artifact, deps.DependencyEnv, bool]:
     """Compile (or take from the cache) the workload's artifact. Returns (artifact, deps, cached)."""
     target = get_target(target_name)
     dep_env = deps.install(w.requirements, sdk, log_dir / "pip.log")
@@ -128,12 +131,14 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path) -> 
     final = cache_root() / "builds" / key[:24]
     with file_lock(final.with_name(final.name + ".lock")):
         meta = final / "artifact.json"
-        if meta.is_file():
+        if use_cache and meta.is_file():
             m = json.loads(meta.read_text())
             return Artifact(final / m["file"], m["target"], m["size"], m["details"]), dep_env, True
         with staging_dir(final) as stage:
-            work = stage / "work"
-            work.mkdir()
+            # A fixed work path and hash seed: Nuitka's output is then bit-identical run to run.
+            work = Path(tempfile.gettempdir()) / "forge-build" / key[:24]
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
             inputs = BuildInputs(w, sdk, _entry_script(w, work), search,
                                  include, log_dir / "nuitka.log")
             art = target.compile(inputs, work)
@@ -168,7 +173,7 @@ def build(opts: BuildOptions) -> dict:
 
     with console.steps(f"build {w.name}", 4) as bar:
         with bar.step("dependencies, imports and compile (Nuitka)"):
-            artifact, dep_env, cached = compile_workload(w, sdk, opts.target, log_dir)
+            artifact, dep_env, cached = compile_workload(w, sdk, opts.target, log_dir, opts.use_cache)
         with bar.step("image"):
             app_dir = artifact.path.parent
             spec = ImageSpec(

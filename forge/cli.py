@@ -102,13 +102,14 @@ def build_cmd(
     load: bool = typer.Option(False, "--load", help="Load the image into the local Docker engine."),
     python: Optional[str] = typer.Option(None, "--python", envvar="FORGE_PYTHON", help="SDK Python version."),
     build_sdk: bool = typer.Option(False, "--build-sdk", help="Build the SDK first if it is missing."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompile even if the build cache has it."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Compile a workload into a fully static binary and a reproducible FROM scratch image."""
     from forge.build import build, options_from
 
     opts = options_from(src, output=output, tag=tag, format=fmt, compression=compression,
-                        load=load, python=python, build_sdk=build_sdk)
+                        load=load, python=python, build_sdk=build_sdk, use_cache=not no_cache)
     summary = build(opts)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -121,11 +122,6 @@ def build_cmd(
     console.out.print(f"  sbom    {summary['sbom']}")
     console.out.print(f"  time    {summary['build_seconds']:.1f}s"
                       + (" (compile cached)" if summary["cached_compile"] else ""))
-
-
-def _terminate(signum, frame):
-    # SIGTERM unwinds like Ctrl-C, so staging directories are removed and child builds killed.
-    raise KeyboardInterrupt
 
 
 deploy_app = typer.Typer(no_args_is_help=True, help="Generate a deployment project for an edge platform.")
@@ -207,6 +203,11 @@ def ci_github_cmd(
     console.out.print(f"[bold green]{'wrote' if changed else 'unchanged'}[/] {output}")
     console.out.print(f"  secrets   {secrets_needed(dockerfile)}"
                       + ("" if image or dockerfile else "; variable FORGE_IMAGE (e.g. docker.io/you/app)"))
+
+
+def _terminate(signum, frame):
+    # SIGTERM unwinds like Ctrl-C, so staging directories are removed and child builds killed.
+    raise KeyboardInterrupt
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from forge.sdk.layout import (MANIFEST, REQUIRED_BUILTINS, Sdk, sdk_dir, static_
 
 # Bump when the post-processing below changes what an SDK contains (the recipe, sources, patches
 # and pins are hashed directly).
-SDK_LAYOUT_VERSION = "2"
+SDK_LAYOUT_VERSION = "3"
 RECIPE_STAGES = ("zlib", "bzip2", "xz", "libffi", "sqlite", "libuuid", "openssl", "cpython")
 
 
@@ -93,12 +93,14 @@ def _relocatable_sysconfig(prefix: Path, deps: Path) -> None:
     # Link order matters for static archives: users before what they use (ssl before crypto).
     order = ["ssl", "crypto", "sqlite3", "z", "bz2", "lzma", "uuid", "ffi", "mpdec", "expat"]
     libs = [f"-l:lib{n}.a" for n in order if (deps / "lib" / f"lib{n}.a").is_file()] + ["-lm"]
+    # The staging path is random; a placeholder keeps it out of every binary that embeds sysconfig
+    # (so builds on different machines stay bit-identical) and is resolved at import time.
+    text = text.replace(str(prefix.parent), "@FORGE_SDK_ROOT@")
     text += (
         "\n# forge: relocatable SDK, and static link flags Nuitka understands.\n"
         "import os as _os, sys as _sys\n"
-        f"_BUILD_ROOT = {str(prefix.parent)!r}\n"
         "_ROOT = _os.path.dirname(_sys.prefix)\n"
-        "build_time_vars = {k: (v.replace(_BUILD_ROOT, _ROOT) if isinstance(v, str) else v)\n"
+        "build_time_vars = {k: (v.replace('@FORGE_SDK_ROOT@', _ROOT) if isinstance(v, str) else v)\n"
         "                   for k, v in build_time_vars.items()}\n"
         f"build_time_vars['MODLIBS'] = {' '.join(libs)!r}\n"
     )

@@ -41,7 +41,8 @@ class NativeTarget:
                "CC": str(sdk.cc),
                "LDFLAGS": f"{LDFLAGS} -L{sdk.deps_lib}",
                "PYTHONPATH": os.pathsep.join(map(str, inputs.search_path)),
-               "NUITKA_CACHE_DIR": str(sdk.path.parent.parent / "nuitka-cache")}
+               "NUITKA_CACHE_DIR": str(sdk.path.parent.parent / "nuitka-cache"),
+               "PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0")}
         with open(inputs.log, "ab") as fh:
             proc = run_killable(self.nuitka_command(inputs, out_dir), stdout=fh, env=env, cwd=out_dir)
         if proc.returncode != 0:

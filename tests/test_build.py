@@ -1,0 +1,219 @@
+"""`forge build` end to end on the bundled example: static binary, reproducible OCI image, a
+container that answers HTTP as non-root on a read-only rootfs, TLS through the CA bundle, SBOM."""
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from forge.elfcheck import static_problems
+from forge.image.read import load_image
+from tests.helpers import run_forge
+
+pytestmark = pytest.mark.sdk
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = ROOT / "examples" / "hello"
+
+
+def _build(*args, cwd=None, timeout=1800) -> dict:
+    r = run_forge("build", *map(str, args), "--json", cwd=cwd, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def hello(sdk, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hello") / "out"
+    return _build(HELLO, "-o", out, "--no-cache")
+
+
+def test_hello_binary_is_static_and_stripped(hello):
+    binary = Path(hello["binary"])
+    assert static_problems(binary) == []
+    assert hello["binary_size"] == binary.stat().st_size > 1_000_000
+    out = subprocess.run(["file", str(binary)], capture_output=True, text=True).stdout
+    assert "statically linked" in out and "not stripped" not in out
+
+
+def test_summary_has_the_promised_keys(hello):
+    for key in ("digest", "binary", "binary_size", "image_size_compressed", "image_size_uncompressed",
+                "layers", "build_seconds"):
+        assert key in hello
+    assert hello["image_size_compressed"] < hello["image_size_uncompressed"]
+    assert len(hello["layers"]) >= 2
+
+
+def test_oci_layout_verifies(hello):
+    layout = Path(hello["image"])
+    assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((layout / "index.json").read_text())
+    assert index["schemaVersion"] == 2 and index["manifests"][0]["digest"] == hello["digest"]
+    image = load_image(layout)  # re-hashes every blob against its descriptor
+    assert image.digest == hello["digest"]
+    for blob in layout.glob("blobs/sha256/*"):
+        import hashlib
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    config = json.loads(image.config.data)
+    assert config["architecture"] == "amd64" and config["os"] == "linux"
+    assert config["config"]["User"] == "65532:65532"
+    assert "8080/tcp" in config["config"]["ExposedPorts"]
+    assert any(e.startswith("SSL_CERT_FILE=") for e in config["config"]["Env"])
+    assert config["config"]["Labels"]["org.opencontainers.image.title"] == "hello"
+
+
+def test_two_clean_builds_give_the_same_digest(hello, tmp_path):
+    again = _build(HELLO, "-o", tmp_path / "again", "--no-cache")
+    assert again["cached_compile"] is False
+    assert again["digest"] == hello["digest"]
+    assert Path(again["binary"]).read_bytes() == Path(hello["binary"]).read_bytes()
+
+
+def test_unchanged_workload_is_not_recompiled(hello, tmp_path):
+    again = _build(HELLO, "-o", tmp_path / "cached")
+    assert again["cached_compile"] is True and again["digest"] == hello["digest"]
+
+
+def test_zstd_layers(hello, tmp_path):
+    z = _build(HELLO, "-o", tmp_path / "z", "--compression", "zstd")
+    assert {layer["media_type"] for layer in z["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    assert load_image(Path(z["image"])).digest == z["digest"] != hello["digest"]
+
+
+def test_sbom_lists_sdk_sources_and_versions(hello):
+    sbom = json.loads(Path(hello["sbom"]).read_text())
+    assert sbom["spdxVersion"] == "SPDX-2.3"
+    pkgs = {p["name"]: p for p in sbom["packages"]}
+    for name in ("cpython", "openssl", "sqlite", "zlib", "bzip2", "xz", "libffi", "util-linux", "Nuitka"):
+        assert name in pkgs, name
+        assert pkgs[name]["versionInfo"]
+    assert pkgs["openssl"]["licenseDeclared"] == "Apache-2.0"
+    assert pkgs["hello"]["versionInfo"] == hello["digest"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 20.0) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.docker
+def test_image_loads_and_answers_as_nonroot_readonly(hello, docker_client, tmp_path):
+    tag = "forge-test/hello:build"
+    archive = _build(HELLO, "-o", tmp_path / "arch", "--format", "docker-archive", "--tag", tag)
+    with open(archive["image"], "rb") as fh:
+        docker_client.images.load(fh.read())
+    port = _free_port()
+    c = docker_client.containers.run(tag, detach=True, read_only=True, user="65532",
+                                     ports={"8080/tcp": ("127.0.0.1", port)})
+    try:
+        r = _wait_http(f"http://127.0.0.1:{port}/")
+        assert r.status_code == 200 and r.text == "hello from forge"
+        assert _wait_http(f"http://127.0.0.1:{port}/healthz").json()["ok"] is True
+        c.stop(timeout=10)
+        assert c.wait(timeout=20)["StatusCode"] == 0  # SIGTERM drains and exits 0
+    finally:
+        c.remove(force=True)
+
+
+@pytest.mark.docker
+def test_load_flag_puts_the_image_into_docker(hello, docker_client, tmp_path):
+    tag = "forge-test/hello:loaded"
+    _build(HELLO, "-o", tmp_path / "load", "--load", "--tag", tag)
+    img = docker_client.images.get(tag)
+    assert img.attrs["Config"]["User"] == "65532:65532"
+    assert img.attrs["Architecture"] == "amd64"
+
+
+TLS_CLIENT = '''
+import socket, ssl, sys
+ctx = ssl.create_default_context()
+host, port = sys.argv[1], int(sys.argv[2])
+try:
+    with socket.create_connection((host, port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="forge-test.local") as tls:
+            tls.sendall(b"hi")
+            print("verified", tls.recv(16).decode())
+except ssl.SSLCertVerificationError as exc:
+    print("rejected", exc.verify_message)
+    sys.exit(3)
+'''
+
+
+@pytest.mark.docker
+def test_https_client_in_container_verifies_through_ca_bundle(sdk, docker_client, tmp_path):
+    import ssl
+    import threading
+
+    # A test CA and a server certificate for forge-test.local, made with the openssl CLI.
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=forge test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
+            "-subj", "/CN=forge-test.local")
+    (tmp_path / "ext.cnf").write_text("subjectAltName=DNS:forge-test.local\n")
+    openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "srv.pem", tmp_path / "srv.key")
+    server = socket.create_server(("0.0.0.0", 0))
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(16)
+                    tls.sendall(b"ok")
+            except (ssl.SSLError, OSError):
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+
+    proj = tmp_path / "tlsclient"
+    proj.mkdir()
+    (proj / "client.py").write_text(TLS_CLIENT)
+    tag = "forge-test/tlsclient:build"
+    _build(proj / "client.py", "-o", tmp_path / "out", "--load", "--tag", tag)
+    run = dict(network_mode="host", read_only=True, user="65532",
+               extra_hosts=None, remove=False, detach=True)
+    try:
+        # The image's own bundle (certifi) does not know the test CA: verification must fail...
+        c = docker_client.containers.run(tag, ["127.0.0.1", str(port)], **run)
+        assert c.wait(timeout=30)["StatusCode"] == 3, c.logs().decode()
+        assert b"rejected" in c.logs()
+        c.remove()
+        # ...and succeeds when the CA bundle mechanism (SSL_CERT_FILE) points at a bundle with it.
+        c = docker_client.containers.run(
+            tag, ["127.0.0.1", str(port)], environment={"SSL_CERT_FILE": "/ca/ca.pem"},
+            volumes={str(tmp_path / "ca.pem"): {"bind": "/ca/ca.pem", "mode": "ro"}}, **run)
+        assert c.wait(timeout=30)["StatusCode"] == 0, c.logs().decode()
+        assert c.logs().decode().strip() == "verified ok"
+        c.remove()
+    finally:
+        stop.set()
+        server.close()
