@@ -294,3 +294,92 @@ def test_bench_cold_start_is_shown(pushed, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "cold start 12.3 ms" in r.stdout
     assert "12.3 ms" in (out / "README.md").read_text()
+
+
+# --- the Dockerfile route -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def floor_build(tmp_path_factory):
+    """A forge build output (forge-build.json + image/) holding the static C floor server."""
+    from forge.image.build import ImageSpec, build_image
+    from forge.image.floor import build_floor
+
+    app_dir = tmp_path_factory.mktemp("floor-app")
+    build_floor(app_dir)
+    image = build_image(ImageSpec(app_dir=app_dir, env={"GREETING": "hello there"}))
+    out = tmp_path_factory.mktemp("floor-out")
+    write_oci_layout(image, out / "image")
+    (out / "forge-build.json").write_text(json.dumps({"name": "floor", "digest": image.digest}))
+    return out, image, app_dir
+
+
+def test_dockerfile_route(floor_build, wrangler, tmp_path):
+    build_out, image, app_dir = floor_build
+    project = make_project(tmp_path, 'instance_type = "basic"')
+    out = tmp_path / "cf"
+    r = forge("deploy", "cloudflare", "--project", str(project), "--dockerfile", "--from", str(build_out),
+              "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    config = read_wrangler(out)
+    jsonschema.validate(config, wrangler.schema)
+    assert config["containers"][0]["image"] == "./Dockerfile.scratch"
+    assert config["containers"][0]["image_build_context"] == "./context"
+    dockerfile = (out / "Dockerfile.scratch").read_text()
+    assert "FROM scratch" in dockerfile and 'ENTRYPOINT ["/app/app"]' in dockerfile
+    assert 'ENV GREETING="hello there"' in dockerfile
+    app = out / "context" / "app" / "app"
+    assert app.read_bytes() == (app_dir / "app").read_bytes()    # the app layer, unpacked from the image
+    assert app.stat().st_mode & 0o777 == 0o755
+    assert (out / "context" / "rootfs" / "tmp").stat().st_mode & 0o7777 == 0o1777
+    assert (out / "context" / "nonroot-home").is_dir()
+    again = generate(project, dockerfile=True, from_output=build_out, out_dir=out)
+    assert again.report.written == []                           # directories and files all unchanged
+    # switching to a registry image removes what only the Dockerfile route needed (it is unchanged)
+    (out / "context" / "app" / "notes.txt").write_text("mine")
+    switched = generate(project, image_ref="docker.io/you/floor:v1", from_output=build_out, out_dir=out)
+    assert not (out / "Dockerfile.scratch").exists() and not (out / "context" / "rootfs").exists()
+    assert (out / "context" / "app" / "notes.txt").read_text() == "mine"   # not forge's: kept
+    assert "Dockerfile.scratch" in switched.report.removed
+
+
+@pytest.mark.docker
+def test_dockerfile_route_builds_and_runs(floor_build, tmp_path):
+    """`docker build -f Dockerfile.scratch context` (what wrangler runs, less BuildKit's --load) gives
+    an image that serves like the forge image."""
+    import shutil
+    import time
+    import uuid
+
+    import requests
+
+    from tests.plugins.registry import free_port
+
+    if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker engine answers; run scripts/start-dockerd.sh")
+    build_out, _, _ = floor_build
+    project = make_project(tmp_path)
+    out = generate(project, dockerfile=True, from_output=build_out, out_dir=tmp_path / "cf").out_dir
+    tag = f"forge-dockerfile-route:{uuid.uuid4().hex[:8]}"
+    built = subprocess.run(["docker", "build", "-q", "--platform", "linux/amd64", "-f", "Dockerfile.scratch",
+                            "-t", tag, "context"], cwd=out, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    assert built.returncode == 0, built.stderr
+    port = free_port()
+    name = f"forge-df-{uuid.uuid4().hex[:8]}"
+    try:
+        run = subprocess.run(["docker", "run", "-d", "--read-only", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+                              tag], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        body, deadline = None, time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                resp = requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                body = (resp.status_code, resp.text)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert body == (200, "ok\n")
+        user = subprocess.run(["docker", "inspect", "-f", "{{.Config.User}}", tag], capture_output=True, text=True)
+        assert user.stdout.strip() == "65532:65532"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)

@@ -532,7 +532,72 @@ def _load_output(path: Path) -> Image:
 
 
 
+def spec_from_image(image: Image, app_dir: Path):
+    """The ImageSpec a forge image was built from, as far as the Dockerfile route needs it: the app
+    layer (the last one, everything under app/) is unpacked into app_dir; user, port, entrypoint, env
+    and labels come from the config."""
+    import tarfile
+
+    from forge.image.build import DEFAULT_USER, ImageSpec
+    from forge.image.layer import decompress
+
+    config = json.loads(image.config.data)
+    cfg = config.get("config") or {}
+    history = " ".join(h.get("created_by", "") for h in config.get("history") or [] if isinstance(h, dict))
+    if not image.layers or "forge app" not in history:
+        raise DeployConfigError("--dockerfile rebuilds images that forge built (their history names the forge "
+                                "layers); this image was built some other way. Push it and use --image REF.")
+    with tarfile.open(fileobj=__import__("io").BytesIO(decompress(image.layers[-1].data))) as tar:
+        members = [m for m in tar.getmembers() if m.name.lstrip("./") not in ("", "app")]
+        if not all(m.name.lstrip("./").startswith("app/") for m in members):
+            raise DeployConfigError("the image's last layer holds files outside /app, so it is not a forge app "
+                                    "layer; use --image REF.")
+        for m in members:
+            m.name = m.name.lstrip("./")[len("app/"):]
+        tar.extractall(app_dir, members=members, filter="data")
+    env = {}
+    port = DEFAULT_PORT
+    for item in cfg.get("Env") or []:
+        k, _, v = item.partition("=")
+        if k == "PORT" and v.isdigit():
+            port = int(v)
+        elif k != "SSL_CERT_FILE":
+            env[k] = v
+    return ImageSpec(app_dir=app_dir, entrypoint=tuple(cfg.get("Entrypoint") or ("/app/app",)), env=env,
+                     labels=dict(cfg.get("Labels") or {}), include_zoneinfo="forge zoneinfo" in history,
+                     user=cfg.get("User") or DEFAULT_USER, port=port)
+
+
 def dockerfile_files(image: Image) -> dict:
-    """`Dockerfile.scratch` and `context/` for wrangler's build route, from forge.image.context."""
-    raise DeployConfigError("the --dockerfile route needs forge.image.context, which this forge does not have yet; "
-                            "use --image REF.")
+    """`Dockerfile.scratch` at the top and its build context in `context/` (forge.image.context lays
+    it out), as GeneratedFile entries."""
+    import os
+    import shutil
+    import stat
+    import tempfile
+
+    from forge.deploy.files import GeneratedFile
+    from forge.image.context import write_build_context
+
+    tmp = Path(tempfile.mkdtemp(prefix="forge-dockerfile-"))
+    try:
+        (tmp / "app").mkdir()
+        spec = spec_from_image(image, tmp / "app")
+        ctx = write_build_context(spec, tmp / "context")
+        files = {"Dockerfile.scratch": GeneratedFile((ctx / "Dockerfile").read_bytes())}
+        for path in sorted(ctx.rglob("*")):
+            rel = path.relative_to(ctx).as_posix()
+            if rel == "Dockerfile":
+                continue
+            st = os.lstat(path)
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                files[f"context/{rel}"] = GeneratedFile(kind="symlink", target=os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                files[f"context/{rel}"] = GeneratedFile(kind="dir", mode=mode)
+            else:
+                files[f"context/{rel}"] = GeneratedFile(path.read_bytes(), mode=mode)
+        files["context"] = GeneratedFile(kind="dir", mode=0o755)
+        return files
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

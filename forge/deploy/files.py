@@ -28,12 +28,30 @@ MANIFEST = ".forge-generated.json"
 
 @dataclass(frozen=True)
 class GeneratedFile:
-    data: bytes
+    data: bytes = b""
     mode: int = 0o644
+    kind: str = "file"      # "file", "dir" or "symlink"
+    target: str = ""        # a symlink's target
 
     @property
     def sha256(self) -> str:
+        """What the manifest records: the content hash of a file; the kind (and target) otherwise."""
+        if self.kind == "dir":
+            return "dir"
+        if self.kind == "symlink":
+            return f"symlink:{self.target}"
         return hashlib.sha256(self.data).hexdigest()
+
+
+def _fingerprint(path: Path) -> str | None:
+    """The manifest's view of what is at `path` now (None: nothing)."""
+    if path.is_symlink():
+        return f"symlink:{os.readlink(path)}"
+    if path.is_dir():
+        return "dir"
+    if path.is_file():
+        return _sha(path)
+    return "other" if path.exists() else None
 
 
 @dataclass
@@ -77,19 +95,15 @@ def plan(out_dir: Path, files: dict[str, GeneratedFile]) -> tuple[list[str], lis
     recorded = read_manifest(out_dir)
     to_write, unchanged, conflicts = [], [], []
     for rel, gen in sorted(files.items()):
-        dest = out_dir / rel
-        if dest.is_symlink() or (dest.exists() and not dest.is_file()):
-            conflicts.append(rel)
-        elif not dest.exists():
+        current = _fingerprint(out_dir / rel)
+        if current is None:
+            to_write.append(rel)
+        elif current == gen.sha256:
+            unchanged.append(rel)
+        elif recorded.get(rel) == current and current != "dir" and gen.kind != "dir":
             to_write.append(rel)
         else:
-            current = _sha(dest)
-            if current == gen.sha256:
-                unchanged.append(rel)
-            elif recorded.get(rel) == current:
-                to_write.append(rel)
-            else:
-                conflicts.append(rel)
+            conflicts.append(rel)
     stale = sorted(rel for rel in recorded if rel not in files)
     return to_write, unchanged, conflicts, stale
 
@@ -114,11 +128,17 @@ def write_generated(out_dir: Path, files: dict[str, GeneratedFile], *, force: bo
                           indent=2, sort_keys=True).encode() + b"\n"
 
     def fill(root: Path, names: list[str]) -> None:
-        for rel in names:
-            dest = root / rel
+        for rel in sorted(names):
+            dest, gen = root / rel, files[rel]
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(files[rel].data)
-            os.chmod(dest, files[rel].mode)
+            if gen.kind == "dir":
+                dest.mkdir(exist_ok=True)
+            elif gen.kind == "symlink":
+                dest.symlink_to(gen.target)
+                continue
+            else:
+                dest.write_bytes(gen.data)
+            os.chmod(dest, gen.mode)
 
     if not out_dir.exists():
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -136,24 +156,35 @@ def write_generated(out_dir: Path, files: dict[str, GeneratedFile], *, force: bo
 
     tmp = Path(tempfile.mkdtemp(prefix=".forge-tmp-", dir=out_dir))
     try:
-        fill(tmp, writes)
+        dirs = sorted(rel for rel in writes if files[rel].kind == "dir")
+        others = [rel for rel in writes if files[rel].kind != "dir"]
+        for rel in dirs:                       # directories are made in place, parents first
+            (out_dir / rel).mkdir(parents=True, exist_ok=True)
+            os.chmod(out_dir / rel, files[rel].mode)
+        fill(tmp, others)
         (tmp / MANIFEST).write_bytes(manifest)
-        for rel in writes:
+        for rel in others:
             dest = out_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / rel, dest)
         recorded = read_manifest(out_dir)
-        for rel in stale:
+        for rel in sorted(stale, key=lambda r: -len(PurePosixPath(r).parts)):   # deepest first
             path = out_dir / rel
-            if path.is_file() and not path.is_symlink() and _sha(path) == recorded.get(rel):
+            current = _fingerprint(path)
+            if current == "dir" and recorded.get(rel) == "dir":
+                if not any(path.iterdir()):
+                    path.rmdir()
+                    report.removed.append(rel)
+            elif current is not None and current == recorded.get(rel):
                 path.unlink()
                 report.removed.append(rel)
-                parent = path.parent
-                while parent != out_dir and parent.is_dir() and not any(parent.iterdir()):
-                    parent.rmdir()
-                    parent = parent.parent
-            elif path.exists():
+            elif current is not None:
                 report.kept_stale.append(rel)
+        for rel in report.removed:             # parents emptied by the removals
+            parent = (out_dir / rel).parent
+            while parent != out_dir and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
         os.replace(tmp / MANIFEST, out_dir / MANIFEST)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
