@@ -348,3 +348,24 @@ def test_cli_bad_reference(tmp_path, clean_env):
     out = write_oci_layout(make_image("badref"), tmp_path / "out")
     r = run_forge("push", str(out), "https://127.0.0.1:5000/app", "--insecure", env=clean_env)
     assert r.returncode == errors.InvalidReference.exit_code
+
+
+def test_cli_pushes_every_build_output_shape(registry, tmp_path, clean_env):
+    """A `forge build` output directory, a docker-archive tarball and an OCI layout all push, to the
+    same digest (what forge.image.read.load_image reads)."""
+    from forge.publish import DockerArchivePublisher
+
+    image = make_image("shapes", layer_sizes=(30_000,))
+    build_out = tmp_path / "dist" / "shapes"
+    write_oci_layout(image, build_out / "image")
+    (build_out / "forge-build.json").write_text(json.dumps({"name": "shapes", "digest": image.digest}))
+    archive = tmp_path / "shapes.tar"
+    DockerArchivePublisher(archive, "shapes:v1").publish(image)
+    for i, out in enumerate((build_out, archive, build_out / "image")):
+        ref = f"{registry.host}/shapes/app:v{i}"
+        r = run_forge("push", str(out), ref, "--insecure", env=clean_env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == f"{ref}@{image.digest}"
+        assert stored_digest(registry.url, "shapes/app", f"v{i}") == image.digest
+    r = run_forge("push", str(tmp_path / "missing"), f"{registry.host}/shapes/app:x", "--insecure", env=clean_env)
+    assert r.returncode == errors.InvalidImage.exit_code

@@ -42,15 +42,9 @@ from forge.errors import (ImageUnsuitable, InsecureRegistryRefused, InvalidRefer
                           RegistryError, RegistryUnreachable)
 from forge.image.model import OCI_INDEX, OCI_MANIFEST, Blob, Image, Layer, sha256_digest
 from forge.publish.auth import Challenge, Credentials, find_credentials, parse_challenge
+from forge.publish.base import PublishResult
 from forge.publish.reference import Reference, parse_reference
 
-try:  # the Publisher protocol and its result live with the other publishers
-    from forge.publish.base import PublishResult  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - until forge.publish.base lands
-    @dataclass(frozen=True)
-    class PublishResult:  # type: ignore[no-redef]
-        digest: str
-        location: str
 
 def image_path_of(path) -> "Path":
     """A forge build output directory (with forge-build.json) -> its image; any other path as it is."""
