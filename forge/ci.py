@@ -46,7 +46,9 @@ def render_workflow(*, project: str = ".", image: str | None = None, dockerfile:
         image_expr = str(ref)
     else:
         image_expr = "${{ vars.FORGE_IMAGE }}"
-    spec = forge_spec or f"forge=={__version__}"
+    # forge is not on PyPI under its name ("forge" there is an unrelated project): the requirement is
+    # baked in with --forge-spec, or read from the FORGE_PIP_SPEC repository variable.
+    spec = forge_spec or "${{ vars.FORGE_PIP_SPEC }}"
     deploy_dir = f"{project.rstrip('/')}/deploy/cloudflare" if project not in (".", "./") else "deploy/cloudflare"
     out = "dist/forge-app"
     lines = [
@@ -89,7 +91,13 @@ def render_workflow(*, project: str = ".", image: str | None = None, dockerfile:
         "          sudo apt-get update -qq",
         "          sudo apt-get install -y -qq --no-install-recommends musl-tools tcl patchelf pkg-config",
         "      - name: Install forge",
-        "        run: python -m pip install \"$FORGE_PIP_SPEC\"",
+        "        run: |",
+        "          if [ -z \"$FORGE_PIP_SPEC\" ]; then",
+        "            echo \"::error::set the repository variable FORGE_PIP_SPEC to the pip requirement that installs "
+        "forge (e.g. forge @ git+https://...), or regenerate with forge ci github --forge-spec\"",
+        "            exit 1",
+        "          fi",
+        "          python -m pip install \"$FORGE_PIP_SPEC\"",
         "      - name: Cache forge's SDK",
         "        uses: actions/cache@v4",
         "        with:",
@@ -134,6 +142,7 @@ def render_workflow(*, project: str = ".", image: str | None = None, dockerfile:
               f"# Secrets: {secrets_needed(dockerfile)}.\n"
               + ("" if dockerfile or image else "# Variable: FORGE_IMAGE, the repository to push to "
                  "(e.g. docker.io/you/app).\n")
+              + ("" if forge_spec else "# Variable: FORGE_PIP_SPEC, the pip requirement that installs forge.\n")
               + "\n")
     content = header + body
     return f"# forge-sha256: {hashlib.sha256(content.encode()).hexdigest()}\n" + content

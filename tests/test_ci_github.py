@@ -76,9 +76,13 @@ def test_dockerfile_route_has_no_push(tmp_path):
     assert "working-directory: services/api/deploy/cloudflare" in text
 
 
-def test_default_image_comes_from_a_repository_variable(tmp_path):
+def test_defaults_come_from_repository_variables(tmp_path):
     text = render_workflow()
     assert 'IMAGE: "${{ vars.FORGE_IMAGE }}"' in text and "Variable: FORGE_IMAGE" in text
+    assert 'FORGE_PIP_SPEC: "${{ vars.FORGE_PIP_SPEC }}"' in text and "Variable: FORGE_PIP_SPEC" in text
+    baked = render_workflow(forge_spec="forge @ git+https://example.invalid/forge@v1")
+    assert 'FORGE_PIP_SPEC: "forge @ git+https://example.invalid/forge@v1"' in baked
+    assert "Variable: FORGE_PIP_SPEC" not in baked
     with pytest.raises(errors.DeployConfigError, match="repository only"):
         render_workflow(image="docker.io/acme/edge:v1")
 
@@ -109,3 +113,19 @@ def test_foreign_workflow_is_not_replaced(tmp_path):
     r = forge("ci", "github", "-o", str(wf), cwd=tmp_path)
     assert r.returncode == errors.UserFileChanged.exit_code
     assert wf.read_text() == "name: mine\non: push\njobs: {}\n"
+
+
+def test_run_scripts_are_valid_bash():
+    ruamel = pytest.importorskip("ruamel.yaml")
+    for text in (render_workflow(image="docker.io/acme/edge"), render_workflow(dockerfile=True)):
+        doc = ruamel.YAML(typ="safe").load(text)
+        scripts = {s.get("name", s.get("uses")): s["run"] for s in doc["jobs"]["deploy"]["steps"] if "run" in s}
+        assert len(scripts) >= 5
+        for name, script in scripts.items():
+            check = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
+            assert check.returncode == 0, f"{name}: {check.stderr}"
+    # without a forge requirement the install step stops with a GitHub error annotation
+    install = scripts["Install forge"]
+    r = subprocess.run(["bash", "-e", "-c", install], capture_output=True, text=True,
+                       env={**os.environ, "FORGE_PIP_SPEC": ""})
+    assert r.returncode == 1 and r.stdout.startswith("::error::set the repository variable FORGE_PIP_SPEC")
