@@ -383,3 +383,34 @@ def test_dockerfile_route_builds_and_runs(floor_build, tmp_path):
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+def test_multi_platform_index(registry, tmp_path):
+    """An index: its linux/amd64 image is the one checked; an index without one is refused."""
+    import requests
+
+    idx = BlobIndex(tmp_path / "b.json")
+    arm = make_image("index-arm64", architecture="arm64")
+    amd = make_image("index-amd64", layer_sizes=(7_000,))
+    for image, tag in ((arm, "arm"), (amd, "amd")):
+        RegistryPublisher(f"{registry.host}/deploy/multi:{tag}", insecure=True, credentials=None, log=None,
+                          blob_index=idx).publish(image)
+
+    def put_index(tag, entries):
+        doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+               "manifests": [{**img.manifest.descriptor(), "platform": {"os": "linux", "architecture": arch}}
+                             for img, arch in entries]}
+        r = requests.put(f"{registry.url}/v2/deploy/multi/manifests/{tag}", data=json.dumps(doc),
+                         headers={"Content-Type": "application/vnd.oci.image.index.v1+json"}, timeout=10)
+        assert r.status_code == 201, r.text
+
+    put_index("both", [(arm, "arm64"), (amd, "amd64")])
+    put_index("armonly", [(arm, "arm64")])
+    project = make_project(tmp_path)
+    result = generate(project, image_ref=f"{registry.host}/deploy/multi:both", insecure=True,
+                      out_dir=tmp_path / "cf")
+    assert result.facts.platform == "linux/amd64"
+    assert result.facts.size == amd.uncompressed_size
+    with pytest.raises(errors.ImageUnsuitable, match="linux/arm64; it has no linux/amd64"):
+        generate(project, image_ref=f"{registry.host}/deploy/multi:armonly", insecure=True, out_dir=tmp_path / "cf2")
+    assert not (tmp_path / "cf2").exists()
