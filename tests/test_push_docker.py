@@ -19,8 +19,8 @@ from tests.plugins.registry import free_port, write_oci_layout
 
 pytestmark = pytest.mark.docker
 
-try:  # the image writer's engine fixture, when this checkout has it
-    import tests.plugins.docker_engine  # noqa: F401
+try:  # the image writer's engine fixture (starts dockerd), when this checkout has it
+    from tests.plugins.docker_engine import docker_client  # noqa: F401
 except ImportError:
     import docker
 
