@@ -163,9 +163,10 @@ class RegistryClient:
                 resp = self.session.request(method, url, headers=hdrs, data=data, timeout=self.timeout,
                                             allow_redirects=method in ("GET", "HEAD"))
             except requests.exceptions.SSLError as exc:
-                hint = (" It looks like a plain-HTTP registry: for one on this machine use --insecure."
-                        if self.ref.is_loopback() else "")
-                raise RegistryUnreachable(f"TLS handshake with {self.ref.registry} failed: {exc.__class__.__name__}."
+                hint = (" If it is a plain-HTTP registry on this machine, use --insecure." if self.ref.is_loopback()
+                        else " If the registry's certificate comes from a private CA, point REQUESTS_CA_BUNDLE at "
+                             "that CA's certificate.")
+                raise RegistryUnreachable(f"the TLS handshake with {self.ref.registry} failed ({_reason(exc)})."
                                           f"{hint}") from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if not retry:  # an upload request: the caller starts the blob again
