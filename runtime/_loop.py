@@ -150,7 +150,10 @@ class LeanLoop:
             for fd, ev in events:
                 h = handlers.get(fd)
                 if h is not None:
-                    h(ev)
+                    try:
+                        h(ev)
+                    except Exception:  # a bug in one connection must not take the server down
+                        _report_exception()
             if timers:
                 now = time.monotonic()
                 while timers and timers[0].when <= now:
@@ -159,7 +162,10 @@ class LeanLoop:
                         ready.append((t.cb, t.args))
             for _ in range(len(ready)):
                 cb, args = ready.popleft()
-                cb(*args)
+                try:
+                    cb(*args)
+                except Exception:
+                    _report_exception()
 
     def close(self):
         self.remove(self._rfd)
@@ -414,6 +420,6 @@ class ThreadPool:
 
 
 def _report_exception():
-    import traceback
+    from ._server import report_exception
 
-    traceback.print_exc()
+    report_exception("event loop callback")

@@ -175,6 +175,8 @@ class Server:
         self.loop.call_later(self._sweep_every, self._sweep)
 
     def _sweep(self):
+        if self.on_drained is None and self.draining:
+            return  # drained already
         now = time.monotonic()
         for conn in list(self.conns):
             if conn.busy or conn.closed:

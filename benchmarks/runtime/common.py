@@ -130,4 +130,9 @@ def machine_line():
                     break
     except OSError:
         pass
-    return f"CPython {platform.python_version()}, {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}); loopback"
+    try:
+        load = "load average %.1f at the end" % os.getloadavg()[0]
+    except OSError:
+        load = "load unknown"
+    return (f"CPython {platform.python_version()}, {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), "
+            f"shared with other builds ({load}); loopback")
