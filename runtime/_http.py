@@ -198,6 +198,8 @@ class RequestParser:
         """Fail fast on garbage instead of waiting for a blank line that may never come."""
         buf = self.buf
         if not self.line_checked:
+            if buf == b"\r":
+                return  # maybe the first half of an ignorable leading CRLF
             if buf[0] not in _TCHAR:
                 raise _bad("invalid request line")
             eol = buf.find(b"\r\n")

@@ -191,3 +191,10 @@ def test_fuzz_corrupted_requests_fail_cleanly(req, garbage, at):
     whole = parse_all(data, max_body=1 << 20)
     pieces = parse_all(data, [at, at + 1, at + len(garbage)], max_body=1 << 20)
     assert whole == pieces
+
+
+def test_leading_crlf_split_across_reads():
+    # Found by hypothesis: a lone CR may be the first half of an ignorable empty line.
+    assert parse_all(b"\r\n\r\n", [1]) == parse_all(b"\r\n\r\n") == ([], None)
+    reqs, err = parse_all(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", [1, 2, 3])
+    assert err is None and len(reqs) == 1
