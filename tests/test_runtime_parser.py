@@ -1,6 +1,8 @@
 """The sans-I/O request parser: examples, and hypothesis fuzzing (arbitrary bytes, arbitrary splits,
 generated valid requests round-tripped)."""
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -119,7 +121,13 @@ def test_http_date():
 
 # -- fuzzing ------------------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FORGE_FUZZ_EXAMPLES=20000 for a longer local campaign.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FORGE_FUZZ_EXAMPLES", "400")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @FUZZ
