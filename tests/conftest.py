@@ -7,6 +7,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its helper imag
 
 pytest_plugins = [
     "tests.plugins.sdk",
+    "tests.plugins.docker_engine",
     "tests.plugins.registry",
     "tests.plugins.wrangler",
 ]

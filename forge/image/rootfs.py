@@ -121,20 +121,28 @@ def zoneinfo_entries() -> tuple[Entry, ...]:
 
 def write_rootfs(dest: Path, include_zoneinfo: bool = False, *, skip: tuple[str, ...] = ()) -> None:
     """Materialise the base rootfs (and zoneinfo) under `dest` on disk, modes applied (for the
-    Dockerfile.scratch route). Ownership is not applied: `docker build` COPY makes everything
-    root-owned and the Dockerfile chowns the nonroot home itself. Paths in `skip` are left out."""
+    Dockerfile.scratch route). Paths in `skip` (and what is under them) are left out."""
     entries = list(base_entries()) + (list(zoneinfo_entries()) if include_zoneinfo else [])
-    for e in sort_entries(entries):
+    write_entries(dest, entries, skip=skip)
+
+
+def write_entries(dest: Path, entries, *, skip: tuple[str, ...] = ()) -> None:
+    """Layer entries as files under `dest`, with their modes. Ownership is not applied: `docker build`
+    COPY makes everything root-owned, and Dockerfile.scratch chowns the nonroot home itself."""
+    dirs = []
+    for e in sort_entries(list(entries)):
         if e.path in skip or any(e.path.startswith(s + "/") for s in skip):
             continue
         target = dest / e.path
         if e.kind == "dir":
             target.mkdir(parents=True, exist_ok=True)
+            dirs.append((target, e.mode))
         elif e.kind == "file":
             target.write_bytes(e.data)
+            os.chmod(target, stat.S_IMODE(e.mode))
         elif e.kind == "hardlink":
             os.link(dest / e.linkname, target)
         elif e.kind == "symlink":
             os.symlink(e.linkname, target)
-        if e.kind != "symlink":
-            os.chmod(target, stat.S_IMODE(e.mode))
+    for target, mode in reversed(dirs):  # last, so a read-only mode never blocks writing the children
+        os.chmod(target, mode & 0o7777)

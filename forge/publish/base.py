@@ -13,7 +13,7 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -142,20 +142,21 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
+def atomic_dir(final: Path, check: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """A temp directory beside `final` that replaces it when the block succeeds.
 
     An existing `final` is swapped out in one step (renameat2 RENAME_EXCHANGE), so readers see the old
     layout or the new one, never a mix; the temp directory is removed on any failure. Callers check
-    `final` with check_dir_output first.
+    `final` first; `check` (default check_dir_output) checks it again just before the swap.
     """
+    check = check or check_dir_output
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)
         if final.is_dir() and any(final.iterdir()):
-            check_dir_output(final)  # still ours? (it may have changed while we wrote)
+            check(final)  # still ours? (it may have changed while we wrote)
             if _exchange(tmp, final):
                 shutil.rmtree(tmp)       # tmp now holds the old layout
                 return
