@@ -206,7 +206,7 @@ class LeanLoop:
 
 class LeanTransport:
     __slots__ = ("_loop", "_sock", "_fd", "_protocol", "_peer", "_wbuf", "_wsize", "_mask",
-                 "_closing", "_closed", "_paused_writing", "_reading", "_eof")
+                 "_closing", "_closed", "_paused_writing", "_reading", "_eof", "_eof_out")
 
     def __init__(self, loop, sock, protocol, peer):
         self._loop = loop
@@ -222,6 +222,7 @@ class LeanTransport:
         self._paused_writing = False
         self._reading = True
         self._eof = False
+        self._eof_out = False
         loop.add_reader(self._fd, self._on_events)
         protocol.connection_made(self)
 
@@ -324,8 +325,24 @@ class LeanTransport:
         if self._paused_writing and self._wsize <= _LOW_WATER:
             self._paused_writing = False
             self._protocol.resume_writing()
+        if self._eof_out and not self._closing:
+            self._shutdown_write()
         if self._closing:
             self._force_close(None)
+
+    def write_eof(self):
+        """Shut down the sending side once the buffer is flushed; reading goes on."""
+        if self._closed or self._eof_out:
+            return
+        self._eof_out = True
+        if not self._wbuf:
+            self._shutdown_write()
+
+    def _shutdown_write(self):
+        try:
+            self._sock.shutdown(_socket.SHUT_WR)
+        except OSError as exc:
+            self._force_close(exc)
 
     def close(self):
         if self._closing:

@@ -227,6 +227,7 @@ class Server:
             cb(len([c for c in left if c.busy]))
 
 
+_LINGER_SECONDS = 2.0
 _PING_RESPONSE_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -374,7 +375,15 @@ class HttpConnection:
         if self.server.access_log is not None:
             self.server.access_log.add(None, self.peer, exc.status, len(body), self.t0 or time.monotonic())
         self.reading = False
-        self.transport.close()
+        # Lingering close: send FIN after the response but keep reading (and discarding) for a
+        # moment. Closing with unread input would make the kernel send RST, and a client still
+        # uploading (the usual case for a 413) could lose the response before reading it.
+        try:
+            self.transport.write_eof()
+        except (AttributeError, NotImplementedError, OSError, RuntimeError):
+            self.transport.close()
+            return
+        self.deadline = time.monotonic() + _LINGER_SECONDS
 
     def close(self):
         self.dead = True

@@ -219,6 +219,31 @@ def test_body_too_large_413(start_server, loop_name):
     srv.assert_alive()
 
 
+def test_413_reaches_a_client_that_keeps_uploading(start_server, loop_name):
+    """Lingering close: the server reads and discards what the client is still sending, so the
+    kernel does not reset the connection and the 413 is not lost."""
+    srv = start_server("handler_app:app", env={"FORGE_MAX_BODY": "1024", "FORGE_LOOP": loop_name})
+    s = connect(srv.port, timeout=30)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n")
+    sent = 0
+    try:
+        for _ in range(32):  # 2 MiB after the server has already answered
+            s.sendall(b"z" * 65536)
+            sent += 65536
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    data = b""
+    while True:
+        part = s.recv(65536)
+        if not part:
+            break
+        data += part
+    s.close()
+    assert data.startswith(b"HTTP/1.1 413 "), data[:80]
+    assert sent == 32 * 65536  # the upload was not cut off by a reset
+    srv.assert_alive()
+
+
 def test_headers_too_large_431(start_server):
     srv = start_server("handler_app:app", env={"FORGE_MAX_HEADER_BYTES": "4096", "FORGE_MAX_HEADERS": "20"})
     big = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n"
