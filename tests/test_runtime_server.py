@@ -120,6 +120,14 @@ def test_chunked_response_streaming(server):
     r.close()
 
 
+def test_async_iterator_body_from_sync_handler(server):
+    s = connect(server.port)
+    r = Reader(s)
+    s.sendall(build_request("GET", "/astream"))
+    assert r.read_response()[3] == [b"async 0\n", b"async 1\n", b"async 2\n"]
+    r.close()
+
+
 def test_sse_events_arrive_before_stream_ends(server, tmp_path):
     release = tmp_path / "release"
     s = connect(server.port)
@@ -676,3 +684,29 @@ def test_examples(start_server, example, hello, monkeypatch):
     assert json.loads(request(srv.port, "GET", "/healthz")[2])["ok"] is True
     status, _, data = request(srv.port, "POST", "/echo", body=b'{"a": [1, 2]}', headers={"Content-Type": "application/json"})
     assert status == 200 and json.loads(data)["echo"] == {"a": [1, 2]}
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def _cli(*args, env=None):
+    import subprocess
+    import sys
+
+    from tests.test_runtime_support import APP_DIR
+
+    full = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "forge_runtime", *args], cwd=APP_DIR, env=full,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_usage_errors():
+    out = _cli()
+    assert out.returncode != 0 and "usage" in out.stderr
+    out = _cli("handler_app:nope")
+    assert out.returncode != 0 and "no attribute" in out.stderr
+    out = _cli("async_app:app", env={"FORGE_LOOP": "lean"})
+    assert out.returncode != 0 and "FORGE_LOOP=lean" in out.stderr
+    out = _cli("handler_app:app", env={"FORGE_MAX_BODY": "lots"})
+    assert out.returncode != 0 and "FORGE_MAX_BODY" in out.stderr
+    assert "usage" in _cli("--help").stdout

@@ -56,6 +56,13 @@ def app(request):
             yield {"event": "second", "data": "2"}
 
         return Response.sse(events())
+    if path == "/astream":
+        # An async iterator body from a sync handler: driven on the worker thread.
+        async def gen():
+            for i in range(3):
+                yield f"async {i}\n"
+
+        return Response.stream(gen(), content_type="text/plain")
     if path == "/block":
         # Announce that the request is in the handler, then wait for the test's go-ahead file.
         with open(q["started"], "w") as f:
