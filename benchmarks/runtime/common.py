@@ -42,6 +42,9 @@ def configs(include_uvicorn=True):
               % (runtime_link_dir(), HERE)]
     out["forge handler (lean loop), python -S"] = (nosite + ["bench_apps:handler"], {})
     out["forge ASGI (asyncio), python -S"] = (nosite + ["bench_apps:asgi"], {})
+    binary = os.environ.get("FORGE_BENCH_BINARY")
+    if binary:  # e.g. dist/hello/app from `forge build examples/hello` (GET / is the same hello)
+        out["forge-built binary (examples/hello)"] = ([binary], {})
     if include_uvicorn and have("uvicorn"):
         uv = [PY, "-m", "uvicorn", "bench_apps:asgi", "--port", "{port}", "--log-level", "warning", "--no-access-log"]
         out["uvicorn ASGI (h11, asyncio)"] = (uv + ["--http", "h11", "--loop", "asyncio"], {})
