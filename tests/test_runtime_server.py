@@ -710,3 +710,11 @@ def test_cli_usage_errors():
     out = _cli("handler_app:app", env={"FORGE_MAX_BODY": "lots"})
     assert out.returncode != 0 and "FORGE_MAX_BODY" in out.stderr
     assert "usage" in _cli("--help").stdout
+
+
+def test_asgi_app_without_lifespan_support(start_server):
+    srv = start_server("asgi_app:no_lifespan")
+    assert request(srv.port, "GET", "/")[2] == b"no lifespan here"
+    assert "lifespan_unsupported" in srv.stderr()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait() == 0
