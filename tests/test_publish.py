@@ -229,3 +229,23 @@ def test_failed_write_leaves_no_temp_and_keeps_old(image, tmp_path, monkeypatch)
         OciLayoutPublisher(tmp_path / "l").publish(image)
     assert snapshot(tmp_path / "l") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l"]
+
+
+def test_zstd_docker_archive_gives_docker_uncompressed_layers(floor_app, tmp_path):
+    """index.json keeps the zstd blobs; manifest.json (Docker's classic loader, which reads no zstd
+    before Docker 23) points at uncompressed copies stored under their diff_ids."""
+    from forge.image.layer import decompress
+    from forge.image.read import load_image
+
+    image = build_image(ImageSpec(app_dir=floor_app, compression="zstd"))
+    DockerArchivePublisher(tmp_path / "z.tar", "floor:z").publish(image)
+    files = tar_files(tmp_path / "z.tar")
+    [entry] = json.loads(files["manifest.json"])
+    assert entry["Layers"] == ["blobs/sha256/" + layer.diff_id.split(":")[1] for layer in image.layers]
+    for path, layer in zip(entry["Layers"], image.layers):
+        assert files[path] == decompress(layer.data)
+    copies = set(entry["Layers"])
+    layout = {k: v for k, v in files.items() if k not in copies}
+    index = verify_oci_layout(tmp_path / "z.tar", layout)
+    assert index["manifests"][0]["digest"] == image.digest
+    assert load_image(tmp_path / "z.tar") == image

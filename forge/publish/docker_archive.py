@@ -5,7 +5,10 @@ Inside, as `docker save` of Docker >= 25 writes it:
     manifest.json   [{"Config": "blobs/sha256/..", "RepoTags": [tag], "Layers": ["blobs/sha256/..", ..]}]
 The layers stay compressed exactly as built (docker load decompresses them and checks each against
 the config's diff_ids), so the archive holds the very blobs a registry would get and load_image()
-reads back the same manifest digest. The tarball itself is reproducible: sorted members, mtime 0,
+reads back the same manifest digest. zstd layers are the exception for manifest.json only: Docker's
+classic loader cannot read zstd before Docker 23 (20.10 fails with "archive/tar: invalid tar
+header"), so manifest.json points at an uncompressed copy of each zstd layer (blobs/sha256/<diff_id>,
+as docker save stores layers), while index.json keeps the zstd blobs. The tarball itself is reproducible: sorted members, mtime 0,
 root-owned, fixed modes.
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from forge import errors
 from forge.image.build import canonical_json
+from forge.image.layer import decompress, media_type_compression
 from forge.image.model import Image
 from forge.publish.base import (CONTAINERD_NAME, REF_NAME, PublishResult, atomic_file, check_file_output,
                                 layout_files)
@@ -56,7 +60,17 @@ def archive_bytes(image: Image, tag: str) -> bytes:
     short, full, t = normalize_tag(tag)
     files = layout_files(image, {REF_NAME: t, CONTAINERD_NAME: full}, "docker-archive")
     config = f"blobs/sha256/{image.config.digest.split(':', 1)[1]}"
-    layers = [f"blobs/sha256/{layer.digest.split(':', 1)[1]}" for layer in image.layers]
+    layers = []
+    for layer in image.layers:
+        if media_type_compression(layer.media_type) == "zstd":
+            # Docker's classic loader (manifest.json) reads gzip and plain tar only before Docker 23:
+            # give it the uncompressed tar, stored under its own digest (= the diff_id), as docker
+            # save does. The OCI index still points at the zstd blobs.
+            hexd = layer.diff_id.split(":", 1)[1]
+            files[f"blobs/sha256/{hexd}"] = decompress(layer.data)
+            layers.append(f"blobs/sha256/{hexd}")
+        else:
+            layers.append(f"blobs/sha256/{layer.digest.split(':', 1)[1]}")
     files["manifest.json"] = canonical_json([{"Config": config, "RepoTags": [short], "Layers": layers}])
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
