@@ -19,6 +19,8 @@ from forge import errors
 IGNORED_DIRS = {".git", ".hg", ".venv", "venv", "__pycache__", "dist", "build", ".forge",
                 "node_modules", ".mypy_cache", ".pytest_cache", ".tox"}
 
+OUTPUT_MARKERS = ("forge-build.json", ".forge-generated.json")
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -38,9 +40,13 @@ class Workload:
     def source_files(self) -> list[Path]:
         """Every file of the project that can change the build, sorted (for hashing)."""
         found = []
+        # Directories forge generated (build outputs, deploy projects) are outputs, not inputs.
+        generated = {p.parent for marker in OUTPUT_MARKERS for p in self.project_dir.rglob(marker)}
         for p in sorted(self.project_dir.rglob("*")):
             rel = p.relative_to(self.project_dir)
             if any(part in IGNORED_DIRS or part.endswith(".egg-info") for part in rel.parts):
+                continue
+            if any(g == p or g in p.parents for g in generated):
                 continue
             if p.is_file() and p.suffix in {".py", ".toml", ".txt", ".json", ".cfg"}:
                 found.append(p)

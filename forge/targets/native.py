@@ -11,6 +11,7 @@ from forge import errors
 from forge.elfcheck import static_problems
 from forge.proc import run_killable
 from forge.targets import Artifact, BuildInputs
+from forge.targets.inittab import build_inittab_object, used_modules
 
 
 # --gc-sections drops code no workload reaches (the SDK is compiled with per-function sections).
@@ -22,35 +23,66 @@ class NativeTarget:
 
     def fingerprint(self) -> str:
         """Everything about how this target compiles that isn't in the inputs (for the build cache)."""
-        return f"native nuitka-flags=standalone,static-libpython,no_site,no_warnings ldflags={LDFLAGS}"
+        return (f"native nuitka-flags=standalone,static-libpython,no_site,no_warnings ldflags={LDFLAGS} "
+                f"inittab=pruned-v2")
 
     def nuitka_command(self, inputs: BuildInputs, out_dir: Path) -> list[str]:
         cmd = [str(inputs.sdk.python), "-m", "nuitka", "--standalone", "--static-libpython=yes",
                f"--output-dir={out_dir}", "--output-filename=app", "--remove-output",
                "--assume-yes-for-downloads", "--no-progressbar",
-               # The workload runs unattended: no site import, no asserts' docstrings overhead.
+               # No site import (nothing to find at run time) and no warnings filters at start-up.
                "--python-flag=no_site", "--python-flag=no_warnings",
                f"--jobs={os.cpu_count() or 2}"]
         cmd += [f"--include-module={m}" for m in inputs.include]
         cmd.append(str(inputs.entry_script))
         return cmd
 
-    def compile(self, inputs: BuildInputs, out_dir: Path) -> Artifact:
+    def _env(self, inputs: BuildInputs, ldflags: str) -> dict:
         sdk = inputs.sdk
-        env = {**os.environ,
-               "CC": str(sdk.cc),
-               "LDFLAGS": f"{LDFLAGS} -L{sdk.deps_lib}",
-               "PYTHONPATH": os.pathsep.join(map(str, inputs.search_path)),
-               "NUITKA_CACHE_DIR": str(sdk.path.parent.parent / "nuitka-cache"),
-               "PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0")}
+        return {**os.environ,
+                "CC": str(sdk.cc),
+                "LDFLAGS": f"{ldflags} -L{sdk.deps_lib}",
+                "PYTHONPATH": os.pathsep.join(map(str, inputs.search_path)),
+                "NUITKA_CACHE_DIR": str(sdk.path.parent.parent / "nuitka-cache"),
+                "PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0")}
+
+    def _nuitka(self, cmd: list[str], inputs: BuildInputs, env: dict, cwd: Path) -> None:
         with open(inputs.log, "ab") as fh:
-            proc = run_killable(self.nuitka_command(inputs, out_dir), stdout=fh, env=env, cwd=out_dir)
+            proc = run_killable(cmd, stdout=fh, env=env, cwd=cwd)
         if proc.returncode != 0:
             tail = "\n".join(inputs.log.read_text(errors="replace").splitlines()[-20:])
             raise errors.CompileFailed(
                 f"Nuitka could not compile {inputs.workload.module_path}:\n{tail}\nFull log: "
                 f"{inputs.log}. If it names a module that is imported dynamically, add it to "
                 f"[tool.forge] include = [...].")
+
+    def _module_table(self, inputs: BuildInputs, out_dir: Path) -> tuple[Path | None, dict]:
+        """A pass that only analyses (Nuitka --generate-c-only with a report), then the pruned
+        module table for the link. [tool.forge] builtins = "all" keeps every built-in module."""
+        sdk = inputs.sdk
+        if inputs.workload.settings.get("builtins") == "all":
+            return None, {"builtins": "all"}
+        pre = out_dir / "analysis"
+        pre.mkdir()
+        report = pre / "report.xml"
+        cmd = self.nuitka_command(inputs, pre)
+        cmd[-1:-1] = ["--generate-c-only", f"--report={report}"]
+        self._nuitka(cmd, inputs, self._env(inputs, LDFLAGS), out_dir)
+        builtins = set(sdk.manifest["builtin_modules"])
+        keep = used_modules(report, inputs.include) & builtins
+        libpl = next(sdk.path.glob("python/lib/python3.*/config-3.*"))
+        include_dir = next(sdk.path.glob("python/include/python3.*"))
+        obj, removed = build_inittab_object(sdk.python, sdk.cc, libpl, include_dir, keep, out_dir)
+        shutil.rmtree(pre)
+        kept = sorted(builtins - set(removed))
+        return obj, {"builtins_linked": kept, "builtins_dropped": removed}
+
+    def compile(self, inputs: BuildInputs, out_dir: Path) -> Artifact:
+        sdk = inputs.sdk
+        table, table_details = self._module_table(inputs, out_dir)
+        # An object on the link line before libpython.a: its _PyImport_Inittab wins over config.o.
+        ldflags = f"{LDFLAGS} {table}" if table else LDFLAGS
+        self._nuitka(self.nuitka_command(inputs, out_dir), inputs, self._env(inputs, ldflags), out_dir)
         dist = out_dir / f"{inputs.entry_script.stem}.dist"
         binary = dist / "app"
         if not binary.is_file():
@@ -64,4 +96,4 @@ class NativeTarget:
                 f"`forge toolchain clean && forge toolchain build`.")
         subprocess.run(["strip", "--strip-all", str(binary)], check=True)
         return Artifact(binary, self.name, binary.stat().st_size,
-                        {"dist_dir": str(dist), "files": sorted(p.name for p in dist.iterdir())})
+                        {"files": sorted(p.name for p in dist.iterdir()), **table_details})
