@@ -26,7 +26,9 @@ DOCKERFILE_MARKER = "# forge: "
 
 
 def dockerfile_scratch() -> Path:
-    return images_dir().parent / "Dockerfile.scratch"
+    """Dockerfile.scratch at the top of the checkout (images/Dockerfile.scratch links to it, and is
+    what an installed forge ships)."""
+    return images_dir() / "Dockerfile.scratch"
 
 
 def _quote(value: str) -> str:

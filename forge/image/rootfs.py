@@ -16,6 +16,7 @@ Europe/Belfast = Europe/London) are stored once and hard-linked, as the host's c
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import stat
@@ -35,9 +36,20 @@ SHARED_LAYER_EPOCH = 0
 
 
 def images_dir() -> Path:
-    """images/ at the top of the forge checkout (FORGE_IMAGES_DIR overrides, e.g. for a packaged forge)."""
+    """images/ of the forge checkout; in an installed (non-editable) forge, the forge_images package
+    pyproject.toml makes of it. FORGE_IMAGES_DIR overrides both."""
     env = os.environ.get("FORGE_IMAGES_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "images"
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2] / "images"
+    if (checkout / "base.lock.json").is_file():
+        return checkout
+    spec = importlib.util.find_spec("forge_images")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    raise errors.ConfigError(
+        f"forge's image sources are missing: neither {checkout} nor the forge_images package exists. "
+        "Reinstall forge, or set FORGE_IMAGES_DIR to a checkout's images/ directory.")
 
 
 def base_lock() -> dict:
