@@ -8,7 +8,7 @@ import _thread
 import sys
 
 from ._server import body_ok, header_pairs, is_http10, report_exception
-from ._types import Response, to_response
+from ._types import to_response
 
 _ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
 _ERROR_BODY = b"Internal Server Error\n"
@@ -609,4 +609,4 @@ def make_asgi(app, ready, state):
     return dispatch
 
 
-__all__ = ["Response", "make_sync_handler", "make_wsgi", "make_async_handler", "make_asgi", "Lifespan"]
+__all__ = ["make_sync_handler", "make_wsgi", "make_async_handler", "make_asgi", "Lifespan"]

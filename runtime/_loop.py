@@ -82,6 +82,7 @@ class LeanLoop:
         os.set_blocking(self._rfd, False)
         os.set_blocking(self._wfd, False)
         self.add_reader(self._rfd, self._on_wake)
+        self.wakeup_fd = self._wfd
 
     # -- scheduling -------------------------------------------------------------------------------
 

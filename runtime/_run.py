@@ -47,10 +47,14 @@ def _serve_lean(app, kind, cfg):
     server.on_drained = drained
     for name, sig in _SIGNALS:
         _signal.signal(sig, lambda _s, _f, name=name: loop.call_soon_threadsafe(server.begin_shutdown, name))
+    # A signal delivered to a pool thread would not interrupt epoll in the main thread: have the C
+    # handler write to the loop's self-pipe so the Python handler runs promptly.
+    old_wakeup = _signal.set_wakeup_fd(loop.wakeup_fd, warn_on_full_buffer=False)
     log_event("listening", host=server.sockname[0], port=server.sockname[1], kind=kind, loop="lean")
     try:
         loop.run_forever()
     finally:
+        _signal.set_wakeup_fd(old_wakeup)
         for _name, sig in _SIGNALS:
             _signal.signal(sig, _signal.SIG_DFL)
     log_event("stopped", abandoned=stopped[0] if stopped else 0)
