@@ -83,6 +83,7 @@ class LeanLoop:
         os.set_blocking(self._wfd, False)
         self.add_reader(self._rfd, self._on_wake)
         self.wakeup_fd = self._wfd
+        self.read_buffer = memoryview(bytearray(65536))
 
     # -- scheduling -------------------------------------------------------------------------------
 
@@ -266,15 +267,18 @@ class LeanTransport:
         if ev & _EPOLLOUT:
             self._flush()
         if ev & _EPOLLIN and self._reading and not self._closed:
+            buf = self._loop.read_buffer
             try:
-                data = self._sock.recv(65536)
+                n = self._sock.recv_into(buf)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 self._force_close(exc)
                 return
-            if data:
-                self._protocol.data_received(data)
+            if n:
+                # A view into the loop's one read buffer (no per-read allocation: musl's malloc
+                # would mmap/munmap a 64 KiB bytes object every time); valid during the call only.
+                self._protocol.data_received(buf[:n])
             else:
                 self._eof = True
                 self.pause_reading()

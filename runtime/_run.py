@@ -67,6 +67,9 @@ def _serve_asyncio(app, kind, is_async, cfg):
     from ._apps import Lifespan, make_asgi, make_async_handler
     from ._loop import ThreadPool, listen
 
+    class _AsyncioConnection(HttpConnection, asyncio.BufferedProtocol):
+        __slots__ = ()
+
     async def main():
         loop = asyncio.get_running_loop()
         server = Server(cfg, loop)
@@ -81,7 +84,7 @@ def _serve_asyncio(app, kind, is_async, cfg):
             server.dispatch = _sync_dispatch(app, kind, pool)
         sock = listen(cfg.host, cfg.port, std=True)
         server.sockname = sock.getsockname()[:2]
-        aserver = await loop.create_server(lambda: HttpConnection(server), sock=sock, backlog=1024)
+        aserver = await loop.create_server(lambda: _AsyncioConnection(server), sock=sock, backlog=1024)
         server._close_listener = aserver.close
         done = loop.create_future()
         server.on_drained = lambda left: done.done() or done.set_result(left)
