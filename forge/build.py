@@ -145,6 +145,8 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
             # bin/ holds exactly what goes into the image's /app
             (stage / "bin").mkdir()
             shutil.move(str(art.path), stage / "bin" / art.path.name)
+            for extra in art.details.get("extra_files", ()):    # e.g. the wasm target's app.cwasm
+                shutil.move(str(art.path.parent / extra), stage / "bin" / extra)
             shutil.rmtree(work)
             rel = f"bin/{art.path.name}"
             (stage / "artifact.json").write_text(json.dumps(
@@ -160,6 +162,8 @@ def build(opts: BuildOptions) -> dict:
     w = resolve(opts.src)
     out = (opts.output or Path("dist") / w.name).resolve()
     check_output(out)                       # before any work: never compile just to fail here
+    if opts.target == "wasm" and opts.load:
+        raise errors.ConfigError("--load loads an image into Docker; --target wasm builds a wasm module, no image.")
     tag = opts.tag or f"{w.name}:latest"
     if opts.build_sdk:
         from forge.sdk.builder import build_sdk
@@ -174,6 +178,12 @@ def build(opts: BuildOptions) -> dict:
     with console.steps(f"build {w.name}", 4) as bar:
         with bar.step("dependencies, imports and compile (Nuitka)"):
             artifact, dep_env, cached = compile_workload(w, sdk, opts.target, log_dir, opts.use_cache)
+        if artifact.target == "wasm":       # a wasm module, not an image: the module + a summary
+            from forge.targets.wasm import write_output
+            with bar.step("write output"):
+                summary = write_output(artifact, w, out, sdk, dep_env, cached)
+            summary["build_seconds"] = round(time.monotonic() - started, 2)
+            return summary
         with bar.step("image"):
             app_dir = artifact.path.parent
             spec = ImageSpec(

@@ -103,18 +103,25 @@ def build_cmd(
     python: Optional[str] = typer.Option(None, "--python", envvar="FORGE_PYTHON", help="SDK Python version."),
     build_sdk: bool = typer.Option(False, "--build-sdk", help="Build the SDK first if it is missing."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompile even if the build cache has it."),
+    target: Optional[str] = typer.Option(None, "--target",
+                                         help="native (static x86_64 binary + image) or wasm (wasm32-wasi module)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Compile a workload into a fully static binary and a reproducible FROM scratch image."""
     from forge.build import build, options_from
 
     opts = options_from(src, output=output, tag=tag, format=fmt, compression=compression,
-                        load=load, python=python, build_sdk=build_sdk, use_cache=not no_cache)
+                        load=load, python=python, build_sdk=build_sdk, use_cache=not no_cache, target=target)
     summary = build(opts)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return
     mib = 2**20
+    if summary["target"] == "wasm":
+        from forge.targets.wasm import print_summary
+
+        print_summary(summary)
+        return
     console.out.print(f"[bold green]built[/] {summary['tag']}  {summary['digest']}")
     console.out.print(f"  binary  {summary['binary']}  ({summary['binary_size'] / mib:.1f} MiB, static)")
     console.out.print(f"  image   {summary['image']}  ({summary['image_size_compressed'] / mib:.1f} MiB "

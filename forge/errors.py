@@ -166,6 +166,27 @@ class BenchFailed(ForgeError):
     title = "benchmark failed"
 
 
+# --- the wasm target (80-89) -----------------------------------------------------------------------
+class WasmToolchainUnavailable(ForgeError):
+    exit_code = 80
+    title = "wasm toolchain unavailable"
+
+
+class WasmPreinitFailed(ForgeError):
+    exit_code = 81
+    title = "wasm pre-initialisation failed"
+
+
+class WasmModuleBroken(ForgeError):
+    exit_code = 82
+    title = "compiled wasm module does not run"
+
+
+class WorkersModuleTooLarge(ForgeError):
+    exit_code = 83
+    title = "wasm module too large for Workers"
+
+
 def all_error_classes() -> list[type[ForgeError]]:
     """Every concrete error class (used by tests to check that exit codes are unique)."""
     seen, todo = [], [ForgeError]

@@ -47,8 +47,9 @@ class Target(Protocol):
 def get_target(name: str) -> Target:
     from forge import errors
     from forge.targets.native import NativeTarget
+    from forge.targets.wasm import WasmTarget
 
-    targets: dict[str, Target] = {"native": NativeTarget()}
+    targets: dict[str, Target] = {"native": NativeTarget(), "wasm": WasmTarget()}
     if name not in targets:
         raise errors.ConfigError(f"unknown target {name!r}; available: {', '.join(sorted(targets))}.")
     return targets[name]
