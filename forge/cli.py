@@ -131,6 +131,34 @@ def build_cmd(
                       + (" (compile cached)" if summary["cached_compile"] else ""))
 
 
+@app.command("bench")
+def bench_cmd(
+    src: Path = typer.Argument(Path("examples/hello"), help="A workload, or a forge build output directory."),
+    runs: int = typer.Option(10, "--runs", "-n", help="Measured runs per variant (after one warm-up run)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results directory (default PROJECT/.forge/bench)."),
+    as_json: bool = typer.Option(False, "--json", help="Print results.json on stdout."),
+    variants: Optional[str] = typer.Option(None, "--variants",
+                                           help="Comma-separated: forge,cpython,nuitka,pyinstaller,floor,wasm (default all)."),
+    budget: bool = typer.Option(False, "--budget", help="Only the forge binary's cold-start budget."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild forge (no compile cache) and the baselines."),
+    wrk_seconds: float = typer.Option(3.0, "--wrk-seconds", help="Length of each wrk run."),
+    workload: Optional[Path] = typer.Option(None, "--workload", help="The baselines' workload when SRC is a build output."),
+    python: Optional[str] = typer.Option(None, "--python", envvar="FORGE_PYTHON", help="SDK Python version."),
+) -> None:
+    """Measure the forge image against CPython, Nuitka, PyInstaller and the static C floor (docs/bench.md)."""
+    from forge.bench.run import BenchOptions, parse_variants, run_bench, run_budget_only
+
+    opts = BenchOptions(src=src, runs=runs, out_dir=output, variants=parse_variants(variants), rebuild=rebuild,
+                        wrk_seconds=wrk_seconds, workload=workload, python=python)
+    doc = run_budget_only(opts) if budget else run_bench(opts)
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    from forge.bench.report import budget_markdown, markdown
+
+    console.out.print(budget_markdown(doc) if budget else markdown(doc), markup=False)
+
+
 deploy_app = typer.Typer(no_args_is_help=True, help="Generate a deployment project for an edge platform.")
 app.add_typer(deploy_app, name="deploy")
 ci_app = typer.Typer(no_args_is_help=True, help="Generate a CI workflow that builds, pushes and deploys.")
