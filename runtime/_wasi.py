@@ -87,7 +87,7 @@ def parse_request(obj):
         import binascii
 
         try:
-            body = binascii.a2b_base64(_str(obj["body_base64"], "body_base64").encode("ascii"))
+            body = binascii.a2b_base64(_str(obj["body_base64"], "body_base64").encode("ascii"), strict_mode=True)
         except (binascii.Error, UnicodeEncodeError) as exc:
             raise BadRequest(f"body_base64 is not valid base64: {exc}") from None
     else:
@@ -139,10 +139,13 @@ def _header_list(headers):
 
 def run_coroutine(coro):
     """Run a coroutine that awaits nothing but other coroutines (there is no event loop here)."""
-    try:
-        yielded = coro.send(None)
-    except StopIteration as stop:
-        return stop.value
+    while True:
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        if yielded is not None:     # a bare yield (asyncio.sleep(0)) only passes control: go on
+            break
     coro.close()
     raise RuntimeError(
         f"the handler awaited {yielded!r}, which needs an event loop; on wasm32-wasi there is none "

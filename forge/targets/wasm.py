@@ -193,39 +193,15 @@ class WasmTarget:
 
     def smoke_test(self, cwasm: Path) -> float:
         """Start the module with no request (stdin at EOF): it must exit 0. Returns _start in ms."""
-        import tempfile
+        from forge.wasm.run import run
 
-        import wasmtime
-
-        engine = wasmtime.Engine()
-        mod = wasmtime.Module.deserialize_file(engine, str(cwasm))
-        with tempfile.TemporaryDirectory() as tmp:
-            empty, out, err = (Path(tmp) / n for n in ("in", "out", "err"))
-            empty.write_bytes(b"")
-            linker = wasmtime.Linker(engine)
-            linker.define_wasi()
-            store = wasmtime.Store(engine)
-            cfg = wasmtime.WasiConfig()
-            cfg.argv = ["app"]
-            cfg.stdin_file, cfg.stdout_file, cfg.stderr_file = str(empty), str(out), str(err)
-            store.set_wasi(cfg)
-            code = 0
-            t0 = time.perf_counter()
-            try:
-                inst = linker.instantiate(store, mod)
-                inst.exports(store)["_start"](store)
-            except wasmtime.ExitTrap as exc:
-                code = exc.code
-            except wasmtime.WasmtimeError as exc:
-                raise errors.WasmModuleBroken(
-                    f"the compiled module traps when it starts with no request: {exc}\nstderr:\n"
-                    f"{err.read_text(errors='replace')[-2000:]}") from None
-            ms = (time.perf_counter() - t0) * 1000
-            if code != 0:
-                raise errors.WasmModuleBroken(
-                    f"the compiled module exited with status {code} when started with no request:\n"
-                    f"{err.read_text(errors='replace')[-2000:]}")
-        return round(ms, 2)
+        r = run(cwasm)
+        if r.trap or r.exit_code != 0:
+            raise errors.WasmModuleBroken(
+                f"the compiled module {'traps' if r.trap else f'exits with status {r.exit_code}'} when it "
+                f"starts with no request{': ' + r.trap if r.trap else ''}\nstderr:\n"
+                f"{r.stderr.decode(errors='replace')[-2000:]}")
+        return round(r.start_ms, 2)
 
 
 # Cloudflare Workers' limits on the (gzip-compressed) Worker bundle, as `wrangler deploy` reports it.
