@@ -713,7 +713,7 @@ def test_cli_usage_errors():
 
 
 def test_asgi_app_without_lifespan_support(start_server):
-    srv = start_server("asgi_app:no_lifespan")
+    srv = start_server("asgi_nolifespan:app")
     assert request(srv.port, "GET", "/")[2] == b"no lifespan here"
     assert "lifespan_unsupported" in srv.stderr()
     srv.signal(signal.SIGTERM)

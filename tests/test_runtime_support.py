@@ -4,8 +4,9 @@ The server under test is a subprocess started from a command template, so the sa
 run against a forge-built binary instead of `python -m forge_runtime`:
 
     FORGE_RUNTIME_SERVER_CMD='{python} -m forge_runtime {app}'          (the default)
-    FORGE_RUNTIME_SERVER_CMD='/path/to/run-built {app_dir} {app}'      (e.g. a wrapper that builds
-                                                                       {module} with forge and execs it)
+    FORGE_RUNTIME_SERVER_CMD="bash $PWD/tests/test_runtime_apps/run_built.sh {app_dir} {module} {attr}"
+                                     (builds each app with `forge build` once, then execs the binary;
+                                      prebuild with `bash tests/test_runtime_apps/run_built.sh --prebuild`)
 
 Placeholders: {python} this interpreter, {app} "module:attr", {module}, {attr}, {app_dir} the
 directory holding the test apps (also the working directory). The server gets PORT and the test's

@@ -76,10 +76,3 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"hello from asgi"})
 
-
-async def no_lifespan(scope, receive, send):
-    """An ASGI app without lifespan support: it raises on anything but http."""
-    if scope["type"] != "http":
-        raise ValueError(f"unsupported scope {scope['type']}")
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"no lifespan here"})
