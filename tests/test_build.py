@@ -217,3 +217,31 @@ def test_https_client_in_container_verifies_through_ca_bundle(sdk, docker_client
     finally:
         stop.set()
         server.close()
+
+
+def _serve_binary(binary: Path):
+    port = _free_port()
+    proc = subprocess.Popen([str(binary)], env={"PORT": str(port), "FORGE_ACCESS_LOG": "0"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("example, expected, dist", [
+    ("wsgi", "hello from forge (bottle)", "bottle"),
+    ("asgi", "hello from forge (starlette)", "starlette"),
+])
+def test_framework_examples_compile_their_pure_python_dependencies(sdk, tmp_path, example, expected, dist):
+    summary = _build(ROOT / "examples" / example, "-o", tmp_path / example)
+    assert static_problems(Path(summary["binary"])) == []
+    assert any(d.lower().startswith(dist + "==") for d in summary["dependencies"]), summary["dependencies"]
+    sbom = json.loads(Path(summary["sbom"]).read_text())
+    assert dist in {p["name"].lower() for p in sbom["packages"]}
+    proc, url = _serve_binary(Path(summary["binary"]))
+    try:
+        r = _wait_http(url + "/")
+        assert r.status_code == 200 and r.text == expected
+        echo = requests.post(url + "/echo", json={"n": 1}, timeout=5)
+        assert echo.status_code == 200 and echo.json()["echo"] == {"n": 1}
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
