@@ -29,17 +29,18 @@ import tarfile
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge import console, errors
-from forge.bench.measure import ProcessSpec
+from forge.bench.measure import BENCH_ENV, ProcessSpec
 from forge.cache import cache_root, file_lock, staging_dir
 from forge.image.layer import GZIP_LEVEL
 from forge.image.rootfs import images_dir
 from forge.workload import Workload
 
-RECIPE_VERSION = "1"   # bump when this module changes what it builds
+RECIPE_VERSION = "2"   # bump when this module changes what it builds
 SUITE = "bookworm"
 
 
@@ -71,6 +72,7 @@ class Variant:
     build_seconds: float | None = None       # sources -> image (one-time prerequisites excluded)
     build_cached: bool = False               # build_seconds was recorded when the cache entry was made
     process: ProcessSpec | None = None       # how it runs on the host (no container)
+    in_process: Callable[[], dict] | None = None   # or a run measured inside forge (the wasm module)
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -82,11 +84,11 @@ def unavailable(name: str, label: str, reason: str) -> Variant:
 class Key:
     def __init__(self, *parts: str):
         self._h = hashlib.sha256(RECIPE_VERSION.encode())
-        for p in parts:
-            self.add(p)
+        self.add(*parts)
 
-    def add(self, text: str) -> "Key":
-        self._h.update(text.encode() + b"\0")
+    def add(self, *texts: str) -> "Key":
+        for text in texts:
+            self._h.update(text.encode() + b"\0")
         return self
 
     def add_file(self, path: Path, rel: str | None = None) -> "Key":
@@ -365,6 +367,18 @@ def has_image(client, tag: str) -> bool:
         return False
 
 
+def drop_other_tags(client, tag: str) -> None:
+    """Remove this bench image's older builds (same repository, other tags) from the engine."""
+    repo = tag.rpartition(":")[0]
+    for image in client.images.list(name=repo):
+        for t in image.tags:
+            if t.rpartition(":")[0] == repo and t != tag:
+                try:
+                    client.images.remove(t)
+                except Exception:  # noqa: BLE001 - in use by a container, or already gone: keep it
+                    pass
+
+
 def docker_import(client, tar_path: Path, tag: str, changes: list[str]) -> None:
     repo, _, t = tag.rpartition(":")
     out = client.api.import_image_from_file(str(tar_path), repository=repo, tag=t, changes=changes)
@@ -437,6 +451,7 @@ def build_floor_variant(client, rebuild: bool = False) -> Variant:
     tag = f"forge-bench/floor:{key[:12]}"
     if client is not None and (not has_image(client, tag) or not cached):
         load_scratch_image(client, d / "app", tag)
+        drop_other_tags(client, tag)
     return _variant_from("floor", d, meta, cached, ProcessSpec((str(d / "app" / "app"),)),
                          tag if client else None,
                          {"process": "the floor binary run on the host", "image": "FROM scratch + forge base layer"})
@@ -475,6 +490,7 @@ def build_pyinstaller_variant(w: Workload, client, rebuild: bool = False) -> Var
     tag = f"forge-bench/pyinstaller-{w.name}:{key[:12]}"
     if client is not None and (not has_image(client, tag) or not cached):
         load_scratch_image(client, d / "app", tag)
+        drop_other_tags(client, tag)
     return _variant_from("pyinstaller", d, meta, cached, ProcessSpec((str(d / "app" / "app"),)),
                          tag if client else None,
                          {"process": "the staticx binary run on the host (bootloaders + app: RSS summed)",
@@ -495,14 +511,16 @@ def _slim_variant(name: str, w: Workload, client, rebuild: bool, key: str, make_
     key = Key(key, str(rootfs)).hex()
 
     def build(stage: Path) -> dict:
+        t0 = time.monotonic()
         make_app(stage)
         with tempfile.TemporaryDirectory(dir=stage) as tmp:
             tar = Path(tmp) / "image.tar"
             slim_image_tar(rootfs, stage / "app", tar)
+            seconds = time.monotonic() - t0
+            # measuring the compressed size is not part of the build (docker push compresses)
             return {"size_compressed": gzip_size(tar), "size_uncompressed": tar.stat().st_size,
-                    "rootfs_build_seconds": rootfs_meta["build_seconds"]}
+                    "build_seconds": round(seconds, 2), "rootfs_build_seconds": rootfs_meta["build_seconds"]}
 
-    started = time.monotonic()
     d, meta, cached = _cached_build(f"{name}-{w.name}", key, build, rebuild)
     tag = f"forge-bench/{name}-{w.name}:{key[:12]}"
     if client is not None and (not has_image(client, tag) or not cached):
@@ -510,10 +528,7 @@ def _slim_variant(name: str, w: Workload, client, rebuild: bool, key: str, make_
             tar = Path(tmp) / "image.tar"
             slim_image_tar(rootfs, d / "app", tar)
             docker_import(client, tar, tag, _slim_changes(cmd, env))
-        if not cached:
-            # the import is part of building this image (the size figures came from the same tar)
-            meta["build_seconds"] = round(time.monotonic() - started, 2)
-            write_meta(d, meta)
+        drop_other_tags(client, tag)
     notes = {**notes, "image": f"Debian {SUITE} minbase + python3 (slim, {rootfs_meta['size'] / 2**20:.0f} MiB "
              f"rootfs, python3 {rootfs_meta.get('python3_package')}), docker import"}
     return _variant_from(name, d, meta, cached, process(d), tag if client else None, notes)
@@ -581,11 +596,52 @@ def build_nuitka_variant(w: Workload, client, rebuild: bool = False) -> Variant:
                           "container": "/app/app"})
 
 
-def wasm_variant(w: Workload | None, client, rebuild: bool = False) -> Variant:
+WASM_REQUEST = b'{"id": 1, "method": "GET", "path": "/"}\n'
+
+
+def run_wasm_once(cwasm: Path) -> dict:
+    """Cold start of the wasm module in this (warm) process: load the precompiled module, instantiate
+    it, serve one `GET /` from stdin (JSON lines) and exit; the response must be status 200."""
+    from forge.wasm.run import run
+
+    t0 = time.perf_counter_ns()
+    r = run(cwasm, stdin=WASM_REQUEST, env=dict(BENCH_ENV))
+    t1 = time.perf_counter_ns()
+    try:
+        status = json.loads(r.stdout.splitlines()[0])["status"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        status = None
+    if r.trap or r.exit_code != 0 or status != 200:
+        raise errors.BenchFailed(f"the wasm module answered {status!r} (exit {r.exit_code}, trap {r.trap}): "
+                                 f"{r.stderr.decode(errors='replace')[-500:]}")
+    return {"process_cold_start_ms": (t1 - t0) / 1e6}
+
+
+def wasm_variant(w: Workload | None, src: Path, out_dir: Path, python: str | None, rebuild: bool = False) -> Variant:
+    """forge build --target wasm, when this forge has the target (forge/targets/wasm.py)."""
     if not (Path(__file__).resolve().parents[1] / "targets" / "wasm.py").is_file():
-        return unavailable("wasm", LABELS["wasm"], "not available: forge has no wasm target (forge/targets/wasm.py)")
-    return unavailable("wasm", LABELS["wasm"],
-                       "not available: forge bench does not run WASM modules yet (no WASI HTTP host here)")
+        return unavailable("wasm", LABELS["wasm"], "not available: this forge has no wasm target "
+                           "(forge/targets/wasm.py)")
+    if w is None:
+        return unavailable("wasm", LABELS["wasm"], "SRC is a built output: pass --workload to build the wasm module")
+    from forge.bench.run import forge_build_time
+    from forge.build import build, options_from
+
+    try:
+        summary = build(options_from(src, target="wasm",
+                                     output=out_dir / "wasm-build", python=python, use_cache=not rebuild))
+    except errors.ForgeError as exc:
+        return unavailable("wasm", LABELS["wasm"], f"not available for this workload: {exc.title}: {exc.message}")
+    build_s, cached = forge_build_time(summary)
+    cwasm = Path(summary["precompiled"])
+    return Variant("wasm", LABELS["wasm"], size_compressed=summary["module_size_gzip"],
+                   size_uncompressed=summary["module_size"], build_seconds=build_s, build_cached=cached,
+                   in_process=lambda: run_wasm_once(cwasm),
+                   notes={"image": "no image: sizes are the .wasm module (gzip, raw)",
+                          "process": "in forge's process with wasmtime (PyPI) already loaded: load app.cwasm, "
+                                     "instantiate, serve one GET / over stdin (JSON lines), exit; no HTTP, so "
+                                     "no RSS, throughput or container figures",
+                          "preinitialized": str(summary.get("preinitialized"))})
 
 
 BUILDERS = {

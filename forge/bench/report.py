@@ -157,7 +157,7 @@ def charts(doc: dict, out_dir: Path) -> None:
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.tick_params(axis="y", labelsize=8)
         for i, m in enumerate(med):
-            ax.annotate(f"{m:.3g}", (i, m), ha="center", va="bottom", fontsize=7)
+            ax.annotate(f"{m:,.0f}" if m >= 1000 else f"{m:.3g}", (i, m), ha="center", va="bottom", fontsize=7)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.suptitle(f"forge bench: {doc['workload']['name']}  ({doc['date']}, {doc['machine'].get('cpu')}, "

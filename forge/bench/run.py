@@ -21,7 +21,8 @@ from pathlib import Path
 
 from forge import __version__, console, errors
 from forge.bench import stats
-from forge.bench.baselines import (BUILDERS, LABELS, Variant, bench_cache, build_floor_variant, has_image,
+from forge.bench.baselines import (BUILDERS, LABELS, Variant, bench_cache, build_floor_variant, drop_other_tags,
+                                   has_image,
                                    unavailable, wasm_variant)
 from forge.bench.measure import ProcessSpec, WrkSettings, run_container, run_process, wrk_path
 from forge.build import OUTPUT_MARKER
@@ -96,7 +97,7 @@ def _build_times_file() -> Path:
     return bench_cache() / "forge-build-times.json"
 
 
-def _forge_build_time(summary: dict) -> tuple[float | None, bool]:
+def forge_build_time(summary: dict) -> tuple[float | None, bool]:
     """(cold build seconds, from the record?): a compile served from forge's build cache says nothing
     about build time, so the time of the last uncached build of the same image digest is used."""
     path = _build_times_file()
@@ -133,7 +134,7 @@ def build_forge(opts: BenchOptions, out_dir: Path, client) -> tuple[Variant, dic
         bopts = options_from(opts.src, output=out_dir / "forge-build", python=opts.python,
                              use_cache=not opts.rebuild)
         summary = build(bopts)
-        build_s, cached = _forge_build_time(summary)
+        build_s, cached = forge_build_time(summary)
         note = ("compile cached and no uncached build of this digest recorded: run with --rebuild to measure it"
                 if build_s is None else "")
     if is_build_output(opts.src):
@@ -146,6 +147,7 @@ def build_forge(opts: BenchOptions, out_dir: Path, client) -> tuple[Variant, dic
         tag = f"forge-bench/forge-{summary['name']}:{image.digest[7:19]}"
         if not has_image(client, tag):
             DaemonPublisher(tag, client=client).publish(image)
+            drop_other_tags(client, tag)
     v = Variant("forge", LABELS["forge"], image=tag, size_compressed=image.compressed_size,
                 size_uncompressed=image.uncompressed_size, build_seconds=build_s, build_cached=cached,
                 process=ProcessSpec((str(binary),)),
@@ -166,7 +168,7 @@ def measure(variants: list[Variant], runs: int, wrk: WrkSettings | None, client)
     """-> ({variant: {figure: [samples]}}, {variant: [errors]}), warm-up round excluded."""
     samples: dict[str, dict[str, list[float]]] = {v.name: {} for v in variants}
     failures: dict[str, list[str]] = {v.name: [] for v in variants}
-    proc_vs = [v for v in variants if v.process is not None]
+    proc_vs = [v for v in variants if v.process is not None or v.in_process is not None]
     cont_vs = [v for v in variants if v.image is not None and client is not None]
     total = (runs + 1) * (len(proc_vs) + len(cont_vs))
     with console.steps(f"bench: {runs} runs + 1 warm-up, interleaved", total) as bar:
@@ -176,7 +178,12 @@ def measure(variants: list[Variant], runs: int, wrk: WrkSettings | None, client)
                 for v in _rotate(group, r):
                     with bar.step(f"{tag} {v.name} {kind}"):
                         try:
-                            out = run_process(v.process, wrk) if kind == "process" else run_container(client, v.image)
+                            if kind == "container":
+                                out = run_container(client, v.image)
+                            elif v.in_process is not None:
+                                out = v.in_process()
+                            else:
+                                out = run_process(v.process, wrk)
                         except errors.BenchFailed as exc:
                             failures[v.name].append(f"{tag} {kind}: {exc.message}")
                             continue
@@ -241,7 +248,7 @@ def build_variants(opts: BenchOptions, w: Workload | None, out_dir: Path, client
                 if name == "floor":
                     variants.append(build_floor_variant(client, opts.rebuild))
                 elif name == "wasm":
-                    variants.append(wasm_variant(w, client, opts.rebuild))
+                    variants.append(wasm_variant(w, opts.workload or opts.src, out_dir, opts.python, opts.rebuild))
                 elif w is None:
                     variants.append(unavailable(name, LABELS[name], "SRC is a built output: pass --workload "
                                                 "to build this baseline from the workload's sources"))
