@@ -219,6 +219,34 @@ def deploy_cloudflare_cmd(
     console.out.print(f"  next      cd {r.out_dir} && npm install && npx wrangler deploy")
 
 
+@deploy_app.command("workers")
+def deploy_workers_cmd(
+    target: str = typer.Option("wasm", "--target", help="What the Worker runs: wasm (the only choice on Workers)."),
+    from_output: Optional[Path] = typer.Option(None, "--from",
+                                               help="A `forge build --target wasm` output (default: build the project)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write (default PROJECT/deploy/workers)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite files you changed since forge wrote them."),
+    project: Path = typer.Option(Path("."), "--project", help="The forge project."),
+) -> None:
+    """Write a Cloudflare Workers project that runs the workload's wasm module (WASI shim, wrangler.toml)."""
+    from forge.deploy.workers import FREE_LIMIT, PAID_LIMIT, generate
+
+    r = generate(project, target=target, from_output=from_output, out_dir=output, force=force)
+    for w in r.warnings:
+        console.warn(w)
+    mb = 1000 * 1000
+    console.out.print(f"[bold green]wrote[/] {r.out_dir}  ({len(r.report.written)} written, "
+                      f"{len(r.report.unchanged)} unchanged)")
+    console.out.print(f"  module    {r.build_output}{' (built now)' if r.built else ''}: {r.module_size / mb:.2f} MB, "
+                      f"{r.gzip_size / mb:.2f} MB gzip (Workers: {FREE_LIMIT / mb:.0f} MB free, "
+                      f"{PAID_LIMIT / mb:.0f} MB paid)")
+    for rel in r.report.overwritten_user_changes:
+        console.warn(f"overwrote your changes to {rel} (--force)")
+    for rel in r.report.kept_stale:
+        console.warn(f"kept {rel}: forge no longer generates it, and you changed it")
+    console.out.print(f"  next      cd {r.out_dir} && npm install && npx wrangler deploy")
+
+
 @ci_app.command("github")
 def ci_github_cmd(
     output: Path = typer.Option(Path(".github/workflows/forge.yml"), "-o", "--output", help="The workflow file."),

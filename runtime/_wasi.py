@@ -20,7 +20,8 @@ request gets status 400 with the reason in the body. Streamed bodies are collect
 
 forge's wasm target compiles `main(app)` as the program. With pre-initialisation (wizer) the
 module is run once at build time with `--forge-preinit`: the workload is imported and `main`
-returns without reading stdin; the snapshot then starts in `serve_registered()`.
+returns without reading stdin; the snapshot's `_start` then runs `serve_registered()`, and its
+`forge-handle` export runs `handle_one()`: one request per call, for hosts that keep the instance.
 """
 
 import sys
@@ -303,3 +304,22 @@ def serve_registered(environ=()):
         raise SystemExit("forge_runtime: no app registered (module not pre-initialised)")
     _refresh(environ)
     serve(_app)
+
+
+def handle_one(environ=None):
+    """Reactor entry of a pre-initialised module (forge-handle export): answer one request line
+    from stdin. Returns 1, or 0 at EOF. `environ` (first call only) is the instance's environment."""
+    if environ is not None:
+        _refresh(environ)
+    if _app is None:
+        raise SystemExit("forge_runtime: no app registered (module not pre-initialised)")
+    rin = sys.stdin.buffer
+    while True:
+        line = rin.readline()
+        if not line:
+            return 0
+        if line.strip():
+            break
+    sys.stdout.buffer.write(respond_line(_app, line, _kind))
+    sys.stdout.buffer.flush()
+    return 1

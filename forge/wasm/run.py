@@ -80,6 +80,47 @@ def run(module_or_path, stdin: bytes = b"", env: dict | None = None, argv: tuple
     return RunResult(code, out, err, (t1 - t0) * 1000, (t3 - t2) * 1000, (t4 - t3) * 1000, trap)
 
 
+@dataclass
+class ReactorResult:
+    stdout: bytes
+    stderr: bytes
+    instantiate_ms: float
+    handle_ms: list[float]      # one entry per forge-handle call that answered a request
+
+
+def reactor(module_or_path, stdin: bytes, env: dict | None = None) -> ReactorResult:
+    """One instance, `forge-handle` called once per request line until it reports EOF (what a host
+    that keeps the instance does, e.g. the Worker forge deploy workers writes)."""
+    import wasmtime
+
+    module = load(module_or_path) if isinstance(module_or_path, (str, Path)) else module_or_path
+    with tempfile.TemporaryDirectory(prefix="forge-wasm-") as tmp:
+        fin, fout, ferr = (Path(tmp) / n for n in ("stdin", "stdout", "stderr"))
+        fin.write_bytes(stdin)
+        linker = wasmtime.Linker(engine())
+        linker.define_wasi()
+        store = wasmtime.Store(engine())
+        cfg = wasmtime.WasiConfig()
+        cfg.argv = ["app"]
+        cfg.env = sorted((env or {}).items())
+        cfg.stdin_file, cfg.stdout_file, cfg.stderr_file = str(fin), str(fout), str(ferr)
+        store.set_wasi(cfg)
+        t0 = time.perf_counter()
+        instance = linker.instantiate(store, module)
+        inst_ms = (time.perf_counter() - t0) * 1000
+        handle = instance.exports(store)["forge-handle"]
+        times = []
+        while True:
+            t = time.perf_counter()
+            n = handle(store)
+            if n != 1:
+                if n != 0:
+                    raise RuntimeError(f"forge-handle returned {n}: {ferr.read_text(errors='replace')[-2000:]}")
+                break
+            times.append((time.perf_counter() - t) * 1000)
+        return ReactorResult(fout.read_bytes(), ferr.read_bytes(), inst_ms, times)
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
