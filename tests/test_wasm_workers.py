@@ -93,7 +93,7 @@ def test_worker_code_serves_requests_in_node(project):
     r = doc["results"]
     assert r[0] == {"status": 200, "headers": [["content-type", "text/plain; charset=utf-8"]], "body": "hello from forge"}
     assert r[1]["status"] == 200 and json.loads(r[1]["body"])["ok"] is True
-    assert json.loads(r[2]["body"]) == {"echo": {"n": [1, 2]}, "bytes": 12}
+    assert json.loads(r[2]["body"]) == {"echo": {"n": [1, 2]}, "bytes": 11}
     assert r[3]["status"] == 400 and r[4]["status"] == 404
     assert doc["warm"] is True
     assert doc["started"]["exitCode"] == 0 and json.loads(doc["started"]["stdout"])["body"] == "hello from forge"
