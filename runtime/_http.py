@@ -125,7 +125,7 @@ class RequestParser:
 
     __slots__ = (
         "buf", "max_body", "max_header_bytes", "max_headers", "state", "req", "remaining",
-        "body", "csub", "want_continue", "trailer_bytes", "line_checked",
+        "body", "csub", "want_continue", "trailer_bytes", "line_checked", "scan",
     )
 
     def __init__(self, max_body=1 << 20, max_header_bytes=32768, max_headers=100):
@@ -141,6 +141,7 @@ class RequestParser:
         self.want_continue = False
         self.trailer_bytes = 0
         self.line_checked = False
+        self.scan = 0
 
     def feed(self, data):
         self.buf += data
@@ -179,12 +180,17 @@ class RequestParser:
         # RFC 9112 2.2: ignore empty lines received before the request line.
         while buf[:2] == b"\r\n":
             del buf[:2]
+            self.scan = 0
         if not buf:
             return False
-        end = buf.find(b"\r\n\r\n")
+        end = buf.find(b"\r\n\r\n", self.scan)
         if end < 0:
+            # Resume the search where this one stopped: a client trickling its head byte by byte
+            # must not make every read rescan the whole buffer.
+            self.scan = max(0, len(buf) - 3)
             self._check_partial_head()
             return False
+        self.scan = 0
         if end + 4 > self.max_header_bytes:
             self._check_partial_head()
             raise HttpError(431, "request header fields too large")
