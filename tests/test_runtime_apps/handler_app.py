@@ -84,7 +84,8 @@ def app(request):
 
         return Response.stream(gen())
     if path == "/modules":
-        return Response.json(sorted(sys.modules))
+        # "compiled": Nuitka sets __compiled__ in the modules it compiles.
+        return Response.json({"modules": sorted(sys.modules), "compiled": "__compiled__" in globals()})
     if path == "/headers":
         return Response("x", headers=[("x-one", "1"), ("x-two", "2"), ("x-two", "3")])
     if path == "/evil-header":
