@@ -6,8 +6,8 @@
 #     .venv/bin/python -m pytest tests/test_runtime_server.py
 #
 # A project directory (pyproject.toml present: the examples) is built whole; otherwise MODULE.py.
-# Binaries are built once into $FORGE_BUILT_DIR (default /tmp/forge-runtime-built/); delete it to
-# rebuild after changing runtime/. Build them all first with `run_built.sh --prebuild`, since a
+# Binaries are built into $FORGE_BUILT_DIR (default /tmp/forge-runtime-built/), keyed by the app's
+# and the runtime's sources, and reused while those are unchanged. Build them all first with `run_built.sh --prebuild`, since a
 # test waits only 30 s for its server.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +18,9 @@ built=${FORGE_BUILT_DIR:-/tmp/forge-runtime-built}
 build() {  # build APP_DIR MODULE -> prints the binary's path
   local app_dir=$1 module=$2 src out key
   if [ -f "$app_dir/pyproject.toml" ]; then src=$app_dir; else src=$app_dir/$module.py; fi
-  key=$(printf '%s' "$src" | sha256sum | cut -c1-12)
+  # Keyed by the sources and the runtime, so an edit to either means a rebuild.
+  key=$( { printf '%s\n' "$src"; find "$src" "$root/runtime" -maxdepth 1 \( -name '*.py' -o -name pyproject.toml \) \
+           -type f | sort | xargs cat; } | sha256sum | cut -c1-12)
   out=$built/$module-$key
   if [ ! -x "$out/app" ]; then
     "$forge" build "$src" -o "$out" >&2
