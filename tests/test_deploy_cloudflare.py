@@ -354,7 +354,7 @@ def test_dockerfile_route_builds_and_runs(floor_build, tmp_path):
     from tests.plugins.registry import free_port
 
     if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        pytest.skip("no Docker engine answers; run scripts/start-dockerd.sh")
+        pytest.fail("no Docker engine answers; run scripts/start-dockerd.sh")
     build_out, _, _ = floor_build
     project = make_project(tmp_path)
     out = generate(project, dockerfile=True, from_output=build_out, out_dir=tmp_path / "cf").out_dir

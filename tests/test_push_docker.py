@@ -30,7 +30,7 @@ except ImportError:
             client = docker.from_env()
             client.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means no engine
-            pytest.skip(f"no Docker engine answers ({exc}); run scripts/start-dockerd.sh")
+            pytest.fail(f"no Docker engine answers ({exc}); run scripts/start-dockerd.sh")
         return client
 
 

@@ -72,9 +72,9 @@ def install() -> Wrangler:
 @pytest.fixture(scope="session")
 def wrangler() -> Wrangler:
     if not shutil.which("npm") or not shutil.which("node"):
-        pytest.skip("needs node and npm (scripts/bootstrap.sh --test installs them)")
+        pytest.fail("needs node and npm (scripts/bootstrap.sh --test installs them)")
     out = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
     major = int(re.match(r"v(\d+)", out).group(1))
     if major < 20:
-        pytest.skip(f"wrangler {WRANGLER_VERSION} needs Node >= 20 (this is Node {major})")
+        pytest.fail(f"wrangler {WRANGLER_VERSION} needs Node >= 20 (this is Node {major})")
     return install()
