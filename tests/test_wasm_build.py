@@ -283,3 +283,17 @@ def test_signature_patch_is_what_the_generator_makes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (ROOT / "forge/wasm/patches/nuitka-wasm-signatures.patch").read_text()
     assert proc.stderr.startswith("81 table entries fixed:")
+
+
+def test_wsgi_example_with_a_dependency(sdk, tmp_path):
+    """examples/wsgi: Bottle (a third-party, pure-Python dependency) as a WSGI app on wasm32-wasi."""
+    s = _build(ROOT / "examples" / "wsgi", tmp_path / "out")
+    r = _replies(run(s["precompiled"], _lines({"path": "/"}, {"path": "/healthz"},
+                                               {"method": "POST", "path": "/echo", "body": '{"a": 1}'},
+                                               {"path": "/missing"})))
+    assert r[0]["status"] == 200 and r[0]["body"] == "hello from forge (bottle)"
+    assert json.loads(r[1]["body"])["ok"] is True
+    assert json.loads(r[2]["body"]) == {"echo": {"a": 1}}
+    assert r[3]["status"] == 404 and "Not found" in r[3]["body"]
+    assert s["dependencies"] == ["bottle==0.13.4"]
+    print(f"\nwsgi (bottle): {s['module_size']} B, {s['module_size_gzip']} B gzip")
