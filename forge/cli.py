@@ -149,7 +149,8 @@ def bench_cmd(
     from forge.bench.run import BenchOptions, parse_variants, run_bench, run_budget_only
 
     opts = BenchOptions(src=src, runs=runs, out_dir=output, variants=parse_variants(variants), rebuild=rebuild,
-                        wrk_seconds=wrk_seconds, workload=workload, python=python)
+                        wrk_seconds=wrk_seconds, workload=workload, python=python,
+                        command=" ".join(["forge", *sys.argv[1:]]))
     doc = run_budget_only(opts) if budget else run_bench(opts)
     if as_json:
         print(json.dumps(doc, indent=2))

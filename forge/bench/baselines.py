@@ -73,6 +73,7 @@ class Variant:
     build_cached: bool = False               # build_seconds was recorded when the cache entry was made
     process: ProcessSpec | None = None       # how it runs on the host (no container)
     in_process: Callable[[], dict] | None = None   # or a run measured inside forge (the wasm module)
+    reload: Callable[[], None] | None = None       # puts the image back into the engine if it vanished
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -389,17 +390,26 @@ def docker_import(client, tar_path: Path, tag: str, changes: list[str]) -> None:
         raise errors.DaemonRejectedImage(f"docker import of {tar_path} as {tag} left no image: {text[-500:]}")
 
 
-def load_scratch_image(client, app_dir: Path, tag: str) -> None:
-    from forge.image.build import ImageSpec, build_image
+def scratch_spec(app_dir: Path, variant: str):
+    """The FROM scratch image of a baseline. The label keeps its image ID apart from other images with
+    the same files (a floor image built by a test is otherwise identical, and removing it by ID would
+    remove the bench's tag too)."""
+    from forge.image.build import ImageSpec
+
+    return ImageSpec(app_dir=app_dir, labels={"org.forge.bench.variant": variant})
+
+
+def load_scratch_image(client, app_dir: Path, tag: str, variant: str) -> None:
+    from forge.image.build import build_image
     from forge.publish import DaemonPublisher
 
-    DaemonPublisher(tag, client=client).publish(build_image(ImageSpec(app_dir=app_dir)))
+    DaemonPublisher(tag, client=client).publish(build_image(scratch_spec(app_dir, variant)))
 
 
-def scratch_sizes(app_dir: Path) -> tuple[int, int]:
-    from forge.image.build import ImageSpec, build_image
+def scratch_sizes(app_dir: Path, variant: str) -> tuple[int, int]:
+    from forge.image.build import build_image
 
-    image = build_image(ImageSpec(app_dir=app_dir))
+    image = build_image(scratch_spec(app_dir, variant))
     return image.compressed_size, image.uncompressed_size
 
 
@@ -440,28 +450,30 @@ def _variant_from(name: str, d: Path, meta: dict, cached: bool, process: Process
 def build_floor_variant(client, rebuild: bool = False) -> Variant:
     from forge.image.floor import FLOOR_CFLAGS, build_floor, floor_source
 
-    key = Key("floor", *FLOOR_CFLAGS).add_file(floor_source()).hex()
+    key = Key("floor", "labelled", *FLOOR_CFLAGS).add_file(floor_source()).hex()
 
     def build(stage: Path) -> dict:
         build_floor(stage / "app")
-        c, u = scratch_sizes(stage / "app")
+        c, u = scratch_sizes(stage / "app", "floor")
         return {"size_compressed": c, "size_uncompressed": u}
 
     d, meta, cached = _cached_build("floor", key, build, rebuild)
     tag = f"forge-bench/floor:{key[:12]}"
     if client is not None and (not has_image(client, tag) or not cached):
-        load_scratch_image(client, d / "app", tag)
+        load_scratch_image(client, d / "app", tag, "floor")
         drop_other_tags(client, tag)
-    return _variant_from("floor", d, meta, cached, ProcessSpec((str(d / "app" / "app"),)),
-                         tag if client else None,
-                         {"process": "the floor binary run on the host", "image": "FROM scratch + forge base layer"})
+    v = _variant_from("floor", d, meta, cached, ProcessSpec((str(d / "app" / "app"),)),
+                      tag if client else None,
+                      {"process": "the floor binary run on the host", "image": "FROM scratch + forge base layer"})
+    v.reload = (lambda: load_scratch_image(client, d / "app", tag, "floor")) if client else None
+    return v
 
 
 def build_pyinstaller_variant(w: Workload, client, rebuild: bool = False) -> Variant:
     python = host_python()
     venv = tool_venv("pyinstaller")
     deps = host_deps(w)
-    key = workload_key(w).add("pyinstaller", str(venv)).add_file(recipes_dir() / "pyinstaller" / "requirements.txt")
+    key = workload_key(w).add("pyinstaller", "labelled", str(venv)).add_file(recipes_dir() / "pyinstaller" / "requirements.txt")
     key = key.add(str(deps)).hex()
 
     def build(stage: Path) -> dict:
@@ -483,18 +495,20 @@ def build_pyinstaller_variant(w: Workload, client, rebuild: bool = False) -> Var
         os.chmod(stage / "app" / "app", 0o755)
         shutil.rmtree(stage / "work")
         shutil.rmtree(stage / "onefile")
-        c, u = scratch_sizes(stage / "app")
+        c, u = scratch_sizes(stage / "app", "pyinstaller")
         return {"size_compressed": c, "size_uncompressed": u, "includes": list(inc)}
 
     d, meta, cached = _cached_build(f"pyinstaller-{w.name}", key, build, rebuild)
     tag = f"forge-bench/pyinstaller-{w.name}:{key[:12]}"
     if client is not None and (not has_image(client, tag) or not cached):
-        load_scratch_image(client, d / "app", tag)
+        load_scratch_image(client, d / "app", tag, "pyinstaller")
         drop_other_tags(client, tag)
-    return _variant_from("pyinstaller", d, meta, cached, ProcessSpec((str(d / "app" / "app"),)),
-                         tag if client else None,
-                         {"process": "the staticx binary run on the host (bootloaders + app: RSS summed)",
-                          "image": "FROM scratch + forge base layer"})
+    v = _variant_from("pyinstaller", d, meta, cached, ProcessSpec((str(d / "app" / "app"),)),
+                      tag if client else None,
+                      {"process": "the staticx binary run on the host (bootloaders + app: RSS summed)",
+                       "image": "FROM scratch + forge base layer"})
+    v.reload = (lambda: load_scratch_image(client, d / "app", tag, "pyinstaller")) if client else None
+    return v
 
 
 def _slim_changes(cmd: list[str], env: dict[str, str]) -> list[str]:
@@ -523,15 +537,20 @@ def _slim_variant(name: str, w: Workload, client, rebuild: bool, key: str, make_
 
     d, meta, cached = _cached_build(f"{name}-{w.name}", key, build, rebuild)
     tag = f"forge-bench/{name}-{w.name}:{key[:12]}"
-    if client is not None and (not has_image(client, tag) or not cached):
+    def load() -> None:
         with tempfile.TemporaryDirectory(dir=bench_cache()) as tmp:
             tar = Path(tmp) / "image.tar"
             slim_image_tar(rootfs, d / "app", tar)
             docker_import(client, tar, tag, _slim_changes(cmd, env))
+
+    if client is not None and (not has_image(client, tag) or not cached):
+        load()
         drop_other_tags(client, tag)
     notes = {**notes, "image": f"Debian {SUITE} minbase + python3 (slim, {rootfs_meta['size'] / 2**20:.0f} MiB "
              f"rootfs, python3 {rootfs_meta.get('python3_package')}), docker import"}
-    return _variant_from(name, d, meta, cached, process(d), tag if client else None, notes)
+    v = _variant_from(name, d, meta, cached, process(d), tag if client else None, notes)
+    v.reload = load if client else None
+    return v
 
 
 def build_cpython_variant(w: Workload, client, rebuild: bool = False) -> Variant:

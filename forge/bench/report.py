@@ -60,7 +60,7 @@ def markdown(doc: dict) -> str:
     variants = doc["variants"]
     cols = [k for k in MAIN_COLUMNS if any(k in v.get("figures", {}) for v in variants.values())]
     lines = [f"# forge bench: {wl['name']}", "",
-             f"- date: {doc['date']}",
+             f"- date: {doc['date']}" + (f", `{doc['command']}`" if doc.get("command") else ""),
              f"- machine: {m.get('cpu')} ({m.get('cpus')} CPUs), kernel {m.get('kernel')}, {m.get('os')}"
              + (f", Docker {m['docker']}" if m.get("docker") else ""),
              f"- load average at start / end: {' '.join(f'{x:.2f}' for x in m.get('loadavg', []))} / "

@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from forge import __version__, console, errors
@@ -63,7 +63,7 @@ class BenchOptions:
     budget: bool = True
     containers: bool = True
     docker_client: object = None             # an engine client (else docker.from_env() when containers)
-    extra: dict = field(default_factory=dict)
+    command: str | None = None               # the command line, for the report
 
 
 def parse_variants(text: str | None) -> tuple[str, ...]:
@@ -151,6 +151,7 @@ def build_forge(opts: BenchOptions, out_dir: Path, client) -> tuple[Variant, dic
     v = Variant("forge", LABELS["forge"], image=tag, size_compressed=image.compressed_size,
                 size_uncompressed=image.uncompressed_size, build_seconds=build_s, build_cached=cached,
                 process=ProcessSpec((str(binary),)),
+                reload=(lambda: DaemonPublisher(tag, client=client).publish(image)) if tag else None,
                 notes={"process": "the static binary run on the host", "image": "forge build (FROM scratch)",
                        **({"build": note} if note else {})})
     return v, summary
@@ -162,6 +163,22 @@ def _rotate(items: list, k: int) -> list:
         return items
     k %= len(items)
     return items[k:] + items[:k]
+
+
+def _run_once(v: Variant, kind: str, wrk: WrkSettings | None, client) -> dict:
+    if kind == "process":
+        return v.in_process() if v.in_process is not None else run_process(v.process, wrk)
+    from docker.errors import ImageNotFound
+
+    try:
+        return run_container(client, v.image)
+    except ImageNotFound:
+        if v.reload is None:
+            raise
+        # something else on the machine removed the image (e.g. a test removing an identical image by
+        # ID): put it back and run again
+        v.reload()
+        return run_container(client, v.image)
 
 
 def measure(variants: list[Variant], runs: int, wrk: WrkSettings | None, client) -> tuple[dict, dict]:
@@ -178,14 +195,10 @@ def measure(variants: list[Variant], runs: int, wrk: WrkSettings | None, client)
                 for v in _rotate(group, r):
                     with bar.step(f"{tag} {v.name} {kind}"):
                         try:
-                            if kind == "container":
-                                out = run_container(client, v.image)
-                            elif v.in_process is not None:
-                                out = v.in_process()
-                            else:
-                                out = run_process(v.process, wrk)
-                        except errors.BenchFailed as exc:
-                            failures[v.name].append(f"{tag} {kind}: {exc.message}")
+                            out = _run_once(v, kind, wrk, client)
+                        except Exception as exc:  # noqa: BLE001 - one failed run is reported, the bench goes on
+                            msg = exc.message if isinstance(exc, errors.ForgeError) else f"{type(exc).__name__}: {exc}"
+                            failures[v.name].append(f"{tag} {kind}: {msg}")
                             continue
                         if r == 0:
                             continue
@@ -339,6 +352,7 @@ def assemble(opts, w, summary, variants, samples, failures, wrk, machine, date, 
     return {
         "schema": 1,
         "tool": f"forge {__version__} bench",
+        "command": opts.command,
         "date": date,
         "machine": machine,
         "workload": {"name": summary.get("name"), "src": str(opts.src),
