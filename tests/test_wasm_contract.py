@@ -17,8 +17,19 @@ from forge_runtime import Response
 from forge_runtime import _wasi
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "examples" / "hello"))
-import app as hello  # noqa: E402  (examples/hello/app.py)
+
+
+def _load_hello():
+    """examples/hello/app.py under a name of its own (no sys.path change, no `app` in sys.modules)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("forge_example_hello_app", ROOT / "examples/hello/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hello = _load_hello()
 
 
 def ask(app, *requests, kind="handler"):
