@@ -178,6 +178,7 @@ def test_asgi_is_refused():
 def test_preinit_registers_without_serving(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["app", "--forge-preinit"])
     monkeypatch.setattr(_wasi, "_app", None)
+    monkeypatch.setattr(_wasi, "_kind", None)
     _wasi.main(hello.app)           # would block on stdin if it served
     assert sys.argv == ["app"] and _wasi._app is hello.app
 
