@@ -12,7 +12,6 @@ load_image(path) takes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tarfile

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from forge.cache import cache_root, file_lock, remove_stale_staging, staging_dir
 from forge.proc import run_killable
 from forge.sdk import compiler as compilers
 from forge.sdk import sources as srcs
-from forge.sdk.layout import (MANIFEST, REQUIRED_BUILTINS, Sdk, sdk_dir, static_problems)
+from forge.elfcheck import static_problems
+from forge.sdk.layout import MANIFEST, REQUIRED_BUILTINS, Sdk, sdk_dir
 
 # Bump when the post-processing below changes what an SDK contains (the recipe, sources, patches
 # and pins are hashed directly).
@@ -152,8 +152,8 @@ def build_sdk(version: str = srcs.DEFAULT_PYTHON, compiler_override: str | None 
         remove_stale_staging(final)
         total = 2 + len(RECIPE_STAGES) + 3
         with console.steps("SDK", total) as bar, staging_dir(final) as stage_root:
-            with bar.step("fetch sources"):
-                tarballs = {s.env_var: srcs.fetch(s, cache, open(logs / "fetch.log", "ab")) for s in source_list}
+            with bar.step("fetch sources"), open(logs / "fetch.log", "ab") as fetch_log:
+                tarballs = {s.env_var: srcs.fetch(s, cache, fetch_log) for s in source_list}
             with bar.step("fetch pip and Nuitka"):
                 wheels = _fetch_python_packages(cache, logs)
             wrapper = compilers.install_wrapper(compiler, stage_root)

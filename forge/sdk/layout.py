@@ -8,7 +8,6 @@ from pathlib import Path
 
 from forge import errors
 from forge.cache import cache_root
-from forge.elfcheck import static_problems  # noqa: F401  (re-exported for the builder)
 from forge.sdk import sources as srcs
 
 MANIFEST = "forge-sdk.json"  # written last: its presence is what makes an entry complete

@@ -111,33 +111,27 @@ def _try_upstream(src: Source, dest_dir: Path) -> Path | None:
     return path
 
 
-def _apt_env_dir(root: Path) -> Path:
-    """A private apt configuration with deb-src twins of the machine's own deb entries.
-
-    The system's apt configuration is read, never changed; lists go under forge's cache.
-    """
-    conf = root / "apt"
+def _apt_config(cache: Path) -> list[str]:
+    """apt-get options for a private configuration whose deb-src entries are twins of the
+    machine's own deb entries. The system's apt configuration is read, never changed; the source
+    lists go under forge's cache."""
+    conf = cache / "apt"
+    parts = conf / "sources.list.d"
     (conf / "lists" / "partial").mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-    sources_d = Path("/etc/apt/sources.list.d")
-    for f in sorted(sources_d.glob("*.sources")) if sources_d.is_dir() else []:
-        text = f.read_text()
-        lines.append(text.replace("Types: deb\n", "Types: deb-src\n").replace("Types: deb deb-src", "Types: deb-src"))
-    legacy = [Path("/etc/apt/sources.list"), *sorted(sources_d.glob("*.list"))] if sources_d.is_dir() else []
-    one_line: list[str] = []
-    for f in legacy:
+    parts.mkdir(exist_ok=True)
+    system = Path("/etc/apt/sources.list.d")
+    deb822 = [f.read_text() for f in sorted(system.glob("*.sources"))] if system.is_dir() else []
+    (parts / "forge.sources").write_text("\n\n".join(
+        t.replace("Types: deb deb-src", "Types: deb-src").replace("Types: deb\n", "Types: deb-src\n")
+        for t in deb822))
+    one_line = []
+    for f in [Path("/etc/apt/sources.list"), *(sorted(system.glob("*.list")) if system.is_dir() else [])]:
         if f.is_file():
-            for line in f.read_text().splitlines():
-                if line.strip().startswith("deb "):
-                    one_line.append("deb-src " + line.strip()[4:])
-    (conf / "forge.sources").write_text("\n\n".join(lines))
-    (conf / "forge.list").write_text("\n".join(one_line) + "\n")
-    return conf
-
-
-def _apt_opts(conf: Path) -> list[str]:
-    return ["-o", f"Dir::Etc::SourceList={conf / 'forge.list'}",
-            "-o", f"Dir::Etc::SourceParts={conf / 'parts'}",
+            one_line += ["deb-src " + line.strip()[4:] for line in f.read_text().splitlines()
+                         if line.strip().startswith("deb ")]
+    (conf / "sources.list").write_text("\n".join(one_line) + "\n")
+    return ["-o", f"Dir::Etc::SourceList={conf / 'sources.list'}",
+            "-o", f"Dir::Etc::SourceParts={parts}",
             "-o", f"Dir::State::Lists={conf / 'lists'}",
             "-o", "APT::Sandbox::User=root"]
 
@@ -145,12 +139,8 @@ def _apt_opts(conf: Path) -> list[str]:
 def _try_apt(src: Source, dest_dir: Path, cache: Path, log) -> Path | None:
     if shutil.which("apt-get") is None:
         return None
-    conf = _apt_env_dir(cache)
-    parts = conf / "parts"
-    parts.mkdir(exist_ok=True)
-    shutil.copy(conf / "forge.sources", parts / "forge.sources")
-    opts = _apt_opts(conf)
-    if not any((conf / "lists").glob("*Sources*")):
+    opts = _apt_config(cache)
+    if not any((cache / "apt" / "lists").glob("*Sources*")):
         subprocess.run(["apt-get", *opts, "update"], stdout=log, stderr=log, check=False)
     # Only the .orig is needed; Debian's own patch files may 404 on a security mirror: ignore that.
     subprocess.run(["apt-get", *opts, "source", "--download-only", src.debian_package],
