@@ -40,3 +40,14 @@ def test_info_without_sdk_says_how_to_build(tmp_path):
     r = run_forge("toolchain", "info", env={"FORGE_CACHE_DIR": str(tmp_path)})
     assert r.returncode == 15
     assert "forge toolchain build" in r.stderr
+
+
+def test_clean_removes_sdks_and_optionally_sources(tmp_path):
+    (tmp_path / "sdk" / "cpython-x").mkdir(parents=True)
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "keep.tar.gz").write_bytes(b"x")
+    r = run_forge("toolchain", "clean", env={"FORGE_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "sdk").exists() and (tmp_path / "sources" / "keep.tar.gz").exists()
+    r = run_forge("toolchain", "clean", "--sources", env={"FORGE_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 0 and not (tmp_path / "sources").exists()
