@@ -142,6 +142,8 @@ def bench_cmd(
     budget: bool = typer.Option(False, "--budget", help="Only the forge binary's cold-start budget."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild forge (no compile cache) and the baselines."),
     wrk_seconds: float = typer.Option(3.0, "--wrk-seconds", help="Length of each wrk run."),
+    cold_build: bool = typer.Option(True, "--cold-build/--no-cold-build",
+                                    help="Time an uncached forge build when its compile was cached and none is on record."),
     workload: Optional[Path] = typer.Option(None, "--workload", help="The baselines' workload when SRC is a build output."),
     python: Optional[str] = typer.Option(None, "--python", envvar="FORGE_PYTHON", help="SDK Python version."),
 ) -> None:
@@ -149,7 +151,7 @@ def bench_cmd(
     from forge.bench.run import BenchOptions, parse_variants, run_bench, run_budget_only
 
     opts = BenchOptions(src=src, runs=runs, out_dir=output, variants=parse_variants(variants), rebuild=rebuild,
-                        wrk_seconds=wrk_seconds, workload=workload, python=python,
+                        wrk_seconds=wrk_seconds, cold_build=cold_build, workload=workload, python=python,
                         command=" ".join(["forge", *sys.argv[1:]]))
     doc = run_budget_only(opts) if budget else run_bench(opts)
     if as_json:

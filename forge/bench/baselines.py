@@ -636,22 +636,22 @@ def run_wasm_once(cwasm: Path) -> dict:
     return {"process_cold_start_ms": (t1 - t0) / 1e6}
 
 
-def wasm_variant(w: Workload | None, src: Path, out_dir: Path, python: str | None, rebuild: bool = False) -> Variant:
+def wasm_variant(w: Workload | None, src: Path, out_dir: Path, python: str | None, rebuild: bool = False,
+                 cold_build: bool = True) -> Variant:
     """forge build --target wasm, when this forge has the target (forge/targets/wasm.py)."""
     if not (Path(__file__).resolve().parents[1] / "targets" / "wasm.py").is_file():
         return unavailable("wasm", LABELS["wasm"], "not available: this forge has no wasm target "
                            "(forge/targets/wasm.py)")
     if w is None:
         return unavailable("wasm", LABELS["wasm"], "SRC is a built output: pass --workload to build the wasm module")
-    from forge.bench.run import forge_build_time
-    from forge.build import build, options_from
+    from forge.bench.run import timed_build
+    from forge.build import options_from
 
     try:
-        summary = build(options_from(src, target="wasm",
-                                     output=out_dir / "wasm-build", python=python, use_cache=not rebuild))
+        summary, build_s, cached = timed_build(options_from(src, target="wasm", output=out_dir / "wasm-build",
+                                                            python=python, use_cache=not rebuild), cold_build)
     except errors.ForgeError as exc:
         return unavailable("wasm", LABELS["wasm"], f"not available for this workload: {exc.title}: {exc.message}")
-    build_s, cached = forge_build_time(summary)
     cwasm = Path(summary["precompiled"])
     return Variant("wasm", LABELS["wasm"], size_compressed=summary["module_size_gzip"],
                    size_uncompressed=summary["module_size"], build_seconds=build_s, build_cached=cached,

@@ -48,7 +48,8 @@ def fmt_ratio(r: dict | None) -> str:
         return "–" if not r else f"n/a ({r.get('reason')})"
     if not r["meaningful"]:
         return f"n/a: {r['reason']}"
-    return f"{r['ratio']:.2f}×"
+    x = r["ratio"]
+    return f"{x:.2f}×" if x >= 0.1 else f"{x:.2g}×"
 
 
 def _row(cells) -> str:
@@ -87,8 +88,9 @@ def markdown(doc: dict) -> str:
                   _row(["baseline"] + [SHORT[c] for c in ratio_cols]), _row(["---"] + ["---:"] * len(ratio_cols))]
         for name, rs in doc["ratios"].items():
             lines.append(_row([f"**{name}**"] + [fmt_ratio(rs.get(c)) for c in ratio_cols]))
-    lines += ["", f"Spread rule: a ratio is shown only if, for both variants, max/min ≤ {st['spread_limit']:g}, and "
-              f"their min–max ranges overlap by at most {st['overlap_limit']:.0%} of the narrower range.", ""]
+    lines += ["", f"Spread rule: a ratio is shown only if, for both variants, the middle half of the runs "
+              f"(p25–p75) spans at most {st['noise_limit']:.0%} of the median, and the two middle halves overlap by "
+              f"at most {st['overlap_limit']:.0%} of the narrower one.", ""]
     missing = [v for v in variants.values() if not v["available"]]
     lines += ["## Variants", ""]
     for name, v in variants.items():
