@@ -10,12 +10,14 @@ from __future__ import annotations
 import ast
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from forge import errors
 
-# Imports that are optional by convention (guarded) or platform-specific never fail the build.
+# Imports that are optional by convention (guarded, TYPE_CHECKING, or under a platform test such as
+# `if sys.platform == "win32":`) never fail the build.
 _OPTIONAL_HANDLERS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 
 # Imported by the stdlib through a name computed at run time: if the key is used, include these.
@@ -50,7 +52,7 @@ def _is_guarded(node: ast.Try) -> bool:
     return False
 
 
-def collect_imports(path: Path, package: str | None = None) -> list[ImportSite]:
+def collect_imports(path: Path) -> list[ImportSite]:
     tree = ast.parse(path.read_bytes(), filename=str(path))
     sites: list[ImportSite] = []
 
@@ -62,8 +64,14 @@ def collect_imports(path: Path, package: str | None = None) -> list[ImportSite]:
             for child in [*node.handlers, *node.orelse, *node.finalbody]:
                 visit(child, optional)
             return
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            return
+        if isinstance(node, ast.If):
+            test = ast.unparse(node.test)
+            if "TYPE_CHECKING" in test:
+                return
+            if "sys.platform" in test or "os.name" in test or "platform.system" in test:
+                for child in node.body + node.orelse:  # another platform's imports are optional
+                    visit(child, True)
+                return
         if isinstance(node, ast.Import):
             for alias in node.names:
                 sites.append(ImportSite(alias.name, path, node.lineno, optional))
@@ -77,8 +85,6 @@ def collect_imports(path: Path, package: str | None = None) -> list[ImportSite]:
                 arg = node.args[0]
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and not arg.value.startswith("."):
                     sites.append(ImportSite(arg.value, path, node.lineno, True))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            pass
         for child in ast.iter_child_nodes(node):
             visit(child, optional)
 
@@ -100,22 +106,36 @@ def codec_names(path: Path) -> set[str]:
 
 def find_specs(python: Path, search_path: list[Path], modules: list[str]) -> dict[str, bool]:
     """Ask the SDK interpreter which modules it can find (stdlib, built-ins, and search_path)."""
+    # find_spec("pkg.sub") runs pkg/__init__.py: whatever it prints or raises must not be taken
+    # for our answer, so the answer goes to a file and a package that fails to import is reported.
     script = (
         "import sys, json, importlib.util\n"
-        "paths, names = json.loads(sys.argv[1]), json.loads(sys.argv[2])\n"
+        "paths, names, out_path = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]\n"
         "sys.path[:0] = paths\n"
-        "out = {}\n"
+        "out, broken = {}, {}\n"
         "for n in names:\n"
         "    try:\n"
         "        out[n] = importlib.util.find_spec(n) is not None\n"
         "    except (ImportError, ValueError):\n"
         "        out[n] = False\n"
-        "print(json.dumps(out))\n")
-    proc = subprocess.run([str(python), "-I", "-c", script, json.dumps([str(p) for p in search_path]),
-                           json.dumps(modules)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise errors.SdkBuildFailed(f"the SDK interpreter failed to resolve imports:\n{proc.stderr}")
-    return json.loads(proc.stdout)
+        "    except BaseException as exc:\n"
+        "        out[n] = True\n"
+        "        broken[n] = f'{type(exc).__name__}: {exc}'\n"
+        "open(out_path, 'w').write(json.dumps({'found': out, 'broken': broken}))\n")
+    with tempfile.TemporaryDirectory(prefix="forge-specs-") as tmp:
+        out_path = Path(tmp) / "specs.json"
+        proc = subprocess.run([str(python), "-I", "-c", script, json.dumps([str(p) for p in search_path]),
+                               json.dumps(modules), str(out_path)], capture_output=True, text=True)
+        if proc.returncode != 0 or not out_path.is_file():
+            raise errors.UnresolvedImport(
+                f"resolving the workload's imports failed: importing one of its packages exited "
+                f"the interpreter.\n{proc.stderr[-2000:]}\nFix the package's import-time code.")
+        result = json.loads(out_path.read_text())
+    for name, problem in result["broken"].items():
+        raise errors.UnresolvedImport(
+            f"`{name}` exists but importing its parent package failed ({problem}). Fix the "
+            f"package's import-time code, then build again.")
+    return result["found"]
 
 
 def analyse(files: list[Path], python: Path, search_path: list[Path]) -> tuple[str, ...]:

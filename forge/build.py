@@ -54,11 +54,12 @@ def options_from(src: Path, **cli) -> BuildOptions:
         except (TypeError, ValueError):
             raise errors.ConfigError(f"SOURCE_DATE_EPOCH must be an integer, got {raw!r}.") from None
     merged = {k: v for k, v in cli.items() if v is not None}
-    for key in ("format", "compression", "python", "target"):
+    for key in ("format", "compression", "python", "target", "tag"):
         if key not in merged and key in tool:
+            if not isinstance(tool[key], str):
+                raise errors.ConfigError(
+                    f"[tool.forge] {key} = {tool[key]!r} must be a string (quote it: {key} = \"{tool[key]}\").")
             merged[key] = tool[key]
-    if "tag" not in merged and "tag" in tool:
-        merged["tag"] = tool["tag"]
     opts = BuildOptions(src=src, epoch=epoch, **merged)
     if opts.format not in ("oci", "docker-archive"):
         raise errors.ConfigError(f"--format must be oci or docker-archive, not {opts.format!r}.")
@@ -82,9 +83,10 @@ def _runtime_on_path() -> Path:
     h = hashlib.sha256()
     _hash_tree(h, runtime, files)
     root = cache_root() / "runtime" / h.hexdigest()[:16]
-    if not (root / "forge_runtime" / "__init__.py").is_file():
-        with staging_dir(root) as stage:
-            shutil.copytree(runtime, stage / "forge_runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    with file_lock(root.with_name(root.name + ".lock")):
+        if not (root / "forge_runtime" / "__init__.py").is_file():
+            with staging_dir(root) as stage:
+                shutil.copytree(runtime, stage / "forge_runtime", ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
 
@@ -105,6 +107,18 @@ def _entry_script(w: Workload, build_dir: Path) -> Path:
     return script
 
 
+def _work_root() -> Path:
+    """This user's fixed compile directory (a fixed path keeps Nuitka's output reproducible)."""
+    root = Path(tempfile.gettempdir()) / f"forge-build-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    st = root.lstat()
+    if not root.is_dir() or root.is_symlink() or st.st_uid != os.getuid():
+        raise errors.OutputPathConflict(
+            f"{root} is not a directory owned by you, so forge will not compile in it. Remove it "
+            f"(or set TMPDIR to a private directory) and build again.")
+    return root
+
+
 def check_output(path: Path) -> None:
     if path.exists() and not (path.is_dir() and (path / OUTPUT_MARKER).is_file()):
         raise errors.OutputPathConflict(
@@ -116,7 +130,7 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
                      use_cache: bool = True) -> tuple[Artifact, deps.DependencyEnv, bool]:
     """Compile (or take from the cache) the workload's artifact. Returns (artifact, deps, cached)."""
     target = get_target(target_name)
-    dep_env = deps.install(w.requirements, sdk, log_dir / "pip.log")
+    dep_env = deps.install(w, sdk, log_dir / "pip.log")
     runtime_root = _runtime_on_path()
     search = (w.project_dir, *dep_env.search_path, runtime_root)
     include = tuple(sorted(set(analysis.analyse(w.source_files(), sdk.python, list(search))) | set(w.include)))
@@ -125,6 +139,9 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
     h.update(json.dumps({"forge": __version__, "sdk": sdk.manifest["key"], "target": target.fingerprint(),
                          "module": w.module, "attr": w.attr, "include": include,
                          "deps": [(d.name, d.version) for d in dep_env.distributions]}).encode())
+    if dep_env.site:  # RECORD lists every installed file's hash: a changed local dependency shows
+        for record in sorted(dep_env.site.glob("*.dist-info/RECORD")):
+            h.update(record.read_bytes())
     _hash_tree(h, w.project_dir, w.source_files())
     h.update(runtime_root.name.encode())  # the runtime copy is keyed by its content
     key = h.hexdigest()
@@ -136,9 +153,9 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
             return Artifact(final / m["file"], m["target"], m["size"], m["details"]), dep_env, True
         with staging_dir(final) as stage:
             # A fixed work path and hash seed: Nuitka's output is then bit-identical run to run.
-            work = Path(tempfile.gettempdir()) / "forge-build" / key[:24]
+            work = _work_root() / key[:24]
             shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
+            work.mkdir()
             inputs = BuildInputs(w, sdk, _entry_script(w, work), search,
                                  include, log_dir / "nuitka.log")
             art = target.compile(inputs, work)

@@ -281,7 +281,12 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        # Non-standalone typer returns (not raises) the exit code of an interrupted command.
+        if isinstance(rc, int) and rc:
+            if rc == 130:
+                console.err.print("[bold red]interrupted[/]")
+            sys.exit(rc)
     except errors.ForgeError as exc:
         console.err.print(f"[bold red]error:[/] [bold]{exc.title}[/]: {escape(exc.message)}", soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -18,6 +18,7 @@ from pathlib import Path
 from forge import errors
 from forge.cache import cache_root, file_lock, staging_dir
 from forge.sdk.layout import Sdk
+from forge.workload import Workload
 
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
 
@@ -66,13 +67,23 @@ def read_distributions(site: Path) -> tuple[Distribution, ...]:
     return tuple(dists)
 
 
-def install(requirements: tuple[str, ...], sdk: Sdk, log: Path) -> DependencyEnv:
-    if not requirements:
+# Requirements that point at something mutable (a local path, a VCS checkout, an editable install)
+# are reinstalled on every build instead of being taken from the cache.
+_VOLATILE = re.compile(r"(^-e\b|^--editable\b|file:|git\+|hg\+|svn\+|^\.{1,2}/|^/)")
+
+
+def install(w: Workload, sdk: Sdk, log: Path) -> DependencyEnv:
+    if not w.requirements:
         return DependencyEnv(None, ())
-    key = hashlib.sha256(json.dumps([sdk.manifest["key"], sorted(requirements)]).encode()).hexdigest()
+    if w.requirements_file:
+        args = ["-r", str(w.requirements_file)]
+    else:
+        args = list(w.requirements)
+    key = hashlib.sha256(json.dumps([sdk.manifest["key"], sorted(w.requirements)]).encode()).hexdigest()
+    volatile = any(_VOLATILE.search(r) for r in w.requirements)
     final = cache_root() / "deps" / key[:24]
     with file_lock(final.with_name(final.name + ".lock")):
-        if not (final / ".complete").is_file():
+        if volatile or not (final / ".complete").is_file():
             with staging_dir(final) as stage:
                 site = stage / "site"
                 # CC: if pip builds an sdist, it builds with the musl compiler; the .so is then caught.
@@ -80,8 +91,8 @@ def install(requirements: tuple[str, ...], sdk: Sdk, log: Path) -> DependencyEnv
                 with open(log, "ab") as fh:
                     proc = subprocess.run(
                         [str(sdk.python), "-m", "pip", "install", "--no-compile", "--target", str(site),
-                         "--root-user-action=ignore", *requirements],
-                        stdout=fh, stderr=subprocess.STDOUT, env=env)
+                         "--root-user-action=ignore", *args],
+                        stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=w.project_dir)
                 if proc.returncode != 0:
                     text = log.read_text(errors="replace")
                     failed = re.findall(r"Failed to build ([\w.\-]+)|Building wheel for ([\w.\-]+) .*error",
@@ -95,7 +106,7 @@ def install(requirements: tuple[str, ...], sdk: Sdk, log: Path) -> DependencyEnv
                             f"pip's log: {log}")
                     tail = "\n".join(text.splitlines()[-12:])
                     raise errors.DependencyInstallFailed(
-                        f"pip could not install {' '.join(requirements)} into the build environment:\n"
+                        f"pip could not install {' '.join(w.requirements)} into the build environment:\n"
                         f"{tail}\nFull log: {log}. Fix the requirement (name, version, index) and build again.")
                 natives = sorted(p for p in site.rglob("*") if p.name.endswith(NATIVE_SUFFIXES)
                                  or ".so." in p.name)

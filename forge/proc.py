@@ -18,7 +18,12 @@ def run_killable(cmd: list[str], stdout, env: dict | None = None, cwd=None) -> s
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # already gone
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode)

@@ -12,6 +12,26 @@ from forge import __version__
 from forge.deps import Distribution
 
 
+# SPDX license ids Python distributions commonly declare; anything else is NOASSERTION (with the
+# declared text kept in a comment), so the document stays valid SPDX.
+SPDX_LICENSES = {
+    "MIT", "MIT-0", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0", "ISC", "PSF-2.0", "Python-2.0",
+    "MPL-2.0", "LGPL-2.1-only", "LGPL-2.1-or-later", "LGPL-3.0-only", "LGPL-3.0-or-later",
+    "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later", "Unlicense", "0BSD",
+    "Zlib", "CC0-1.0", "HPND", "AGPL-3.0-only", "AGPL-3.0-or-later", "EPL-2.0", "BSL-1.0",
+}
+_CLASSIFIER_TO_SPDX = {"MIT License": "MIT", "BSD License": "BSD-3-Clause", "Apache Software License": "Apache-2.0",
+                       "ISC License (ISCL)": "ISC", "Python Software Foundation License": "PSF-2.0",
+                       "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0"}
+
+
+def spdx_license(declared: str) -> str:
+    """An SPDX expression for a declared license, or NOASSERTION."""
+    text = _CLASSIFIER_TO_SPDX.get(declared.strip(), declared.strip())
+    parts = [p for p in text.replace("(", " ").replace(")", " ").split() if p not in ("AND", "OR", "WITH")]
+    return text if parts and all(p in SPDX_LICENSES for p in parts) else "NOASSERTION"
+
+
 def _spdx_id(text: str) -> str:
     return "SPDXRef-" + re.sub(r"[^A-Za-z0-9.-]+", "-", text)
 
@@ -43,7 +63,7 @@ def build_sbom(name: str, image_digest: str, sdk_manifest: dict,
                                   "referenceLocator": f"pkg:pypi/nuitka@{m.group(2)}"}],
             })
     for d in distributions:
-        lic = d.license if re.fullmatch(r"[A-Za-z0-9.+\- ()]+", d.license) and " " not in d.license.strip() else "NOASSERTION"
+        lic = spdx_license(d.license)
         packages.append({
             "SPDXID": _spdx_id(f"pypi-{d.name}"), "name": d.name, "versionInfo": d.version,
             "downloadLocation": f"https://pypi.org/project/{d.name}/{d.version}/",

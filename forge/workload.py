@@ -28,7 +28,8 @@ class Workload:
     module: str                      # importable name of the entry module
     attr: str | None                 # the app object; None: a program that runs and exits
     name: str                        # image/binary name
-    requirements: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()   # [project] dependencies, or requirements.txt's lines
+    requirements_file: Path | None = None  # requirements.txt, handed to pip as -r (options, -r, -e work)
     include: tuple[str, ...] = ()    # modules imported dynamically, from [tool.forge] include
     settings: dict = field(default_factory=dict, hash=False, compare=False)  # the [tool.forge] table
 
@@ -67,15 +68,15 @@ def _read_pyproject(project_dir: Path) -> dict:
         raise errors.ConfigError(f"{path} is not valid TOML: {exc}. Fix the file and build again.") from None
 
 
-def _requirements(project_dir: Path, pyproject: dict) -> tuple[str, ...]:
+def _requirements(project_dir: Path, pyproject: dict) -> tuple[tuple[str, ...], Path | None]:
     deps = pyproject.get("project", {}).get("dependencies")
     if deps:
-        return tuple(deps)
+        return tuple(deps), None
     req = project_dir / "requirements.txt"
     if req.is_file():
-        lines = [line.split("#", 1)[0].strip() for line in req.read_text().splitlines()]
-        return tuple(line for line in lines if line)
-    return ()
+        lines = [line.strip() for line in req.read_text().splitlines()]
+        return tuple(line for line in lines if line and not line.startswith("#")), req
+    return (), None
 
 
 def _defines_app(path: Path) -> bool:
@@ -86,6 +87,8 @@ def _defines_app(path: Path) -> bool:
             targets = [node.name]
         elif isinstance(node, ast.Assign):
             targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            targets = [node.target.id]
         elif isinstance(node, (ast.ImportFrom, ast.Import)):
             targets = [a.asname or a.name.split(".")[0] for a in node.names]
         if "app" in targets:
@@ -123,6 +126,7 @@ def resolve(src: Path) -> Workload:
         entry = tool.get("entry")
         if entry is None:
             if (src / "app.py").is_file():
+                check_syntax(src / "app.py")
                 entry = "app:app" if _defines_app(src / "app.py") else "app"
             else:
                 raise errors.WorkloadNotFound(
@@ -139,8 +143,8 @@ def resolve(src: Path) -> Workload:
     include = tool.get("include", [])
     if not isinstance(include, list) or not all(isinstance(i, str) for i in include):
         raise errors.ConfigError(f"[tool.forge] include must be a list of module names, got {include!r}.")
-    w = Workload(project_dir, module, attr, name, _requirements(project_dir, pyproject),
-                 tuple(include), tool)
+    requirements, requirements_file = _requirements(project_dir, pyproject)
+    w = Workload(project_dir, module, attr, name, requirements, requirements_file, tuple(include), tool)
     if not w.module_path.is_file():
         raise errors.WorkloadNotFound(
             f"the entry module {module!r} was not found in {project_dir} (looked for "

@@ -94,3 +94,47 @@ def test_c_extension_dependency_is_refused_before_compiling(sdk, tmp_path):
     assert r.returncode == 23, r.stdout + r.stderr
     assert "fastthing (fastthing.cpython-311-x86_64-linux-musl.so)" in r.stderr and "Traceback" not in r.stderr
     assert _no_output(out)
+
+
+def test_syntax_error_in_a_project_without_entry(tmp_path):
+    (tmp_path / "app.py").write_text("def f(:\n    pass\n")
+    out = tmp_path / "out"
+    r = run_forge("build", tmp_path, "-o", out)
+    assert r.returncode == 21, r.stderr
+    assert f"{tmp_path / 'app.py'}:1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unquoted_config_value_is_a_config_error(tmp_path):
+    (tmp_path / "app.py").write_text("def app(request):\n    return 'ok'\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.forge]\nentry = "app:app"\npython = 3.11\n')
+    r = run_forge("build", tmp_path, "-o", tmp_path / "out")
+    assert r.returncode == 17, r.stderr
+    assert 'python = "3.11"' in r.stderr
+
+
+def test_typed_app_assignment_is_served(tmp_path):
+    from forge.workload import resolve
+
+    (tmp_path / "app.py").write_text("class App:\n    def __call__(self, r):\n        return 'ok'\n\napp: App = App()\n")
+    assert resolve(tmp_path / "app.py").attr == "app"
+
+
+def test_other_platforms_imports_are_optional(tmp_path):
+    from forge.analysis import collect_imports
+
+    app = tmp_path / "app.py"
+    app.write_text("import sys\nif sys.platform == 'win32':\n    import winreg\nelse:\n    import fcntl\n")
+    sites = {s.module: s.optional for s in collect_imports(app)}
+    assert sites == {"sys": False, "winreg": True, "fcntl": True}
+
+
+@pytest.mark.sdk
+def test_package_that_prints_on_import_does_not_confuse_analysis(sdk, tmp_path):
+    from forge.analysis import analyse
+
+    (tmp_path / "noisy").mkdir()
+    (tmp_path / "noisy" / "__init__.py").write_text("print('banner!')\n")
+    (tmp_path / "noisy" / "sub.py").write_text("X = 1\n")
+    app = tmp_path / "app.py"
+    app.write_text("try:\n    import noisy.sub\nexcept ImportError:\n    pass\nimport noisy\n")
+    analyse([app], sdk.python, [tmp_path])  # no exception: the banner is not taken for the answer

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -181,10 +182,11 @@ def build_sdk(version: str = srcs.DEFAULT_PYTHON, compiler_override: str | None 
                     so.unlink()  # a static interpreter cannot load these anyway
             with bar.step("install pip and Nuitka"):
                 log = logs / "install.log"
-                pip_whl = next(wheels.glob("pip-*.whl"))
+                pins = dict(re.findall(r"^([\w-]+)==(\S+)", _package_file("requirements.txt").decode(), re.M))
+                pip_whl = wheels / f"pip-{pins['pip']}-py3-none-any.whl"
                 _run([str(python), f"{pip_whl}/pip", "install", "--no-index", "--find-links", str(wheels),
                       "--no-compile", "--disable-pip-version-check", "--root-user-action=ignore",
-                      "pip", "nuitka"], log, "install")
+                      f"pip=={pins['pip']}", f"nuitka=={pins['nuitka']}"], log, "install")
                 _apply_patches(prefix, log)
             with bar.step("verify"):
                 probe = _probe(python)

@@ -106,6 +106,8 @@ def _try_upstream(src: Source, dest_dir: Path) -> Path | None:
             data = resp.read()
     except OSError:
         return None
+    if hashlib.sha256(data).hexdigest() != src.sha256:
+        return None  # a proxy's error page, a changed upstream file: try the next route
     path = dest_dir / src.filename
     path.write_bytes(data)
     return path
@@ -166,6 +168,11 @@ def fetch(src: Source, cache: Path, log) -> Path:
                 f"{src.upstream_url or '(none pinned)'} is unreachable and `apt-get source "
                 f"--download-only {src.debian_package}` did not produce it. Check network access to "
                 f"your Debian archive, or place the file (sha256 {src.sha256}) in {store} yourself.")
-        _verify(src, got)
+        if sha256_file(got) != src.sha256:
+            raise errors.SourceChecksumMismatch(
+                f"the {src.name} {src.version} tarball Debian's archive returned ({src.filename}) has "
+                f"sha256 {sha256_file(got)}, not the pinned {src.sha256}, so forge will not build from "
+                f"it. Your apt sources may point at a different release than forge pins; check "
+                f"/etc/apt/sources.list.d, or place the pinned file in {store} yourself.")
         atomic_write_bytes(final, got.read_bytes())
     return final
