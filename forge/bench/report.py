@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from forge.cache import atomic_write_bytes
@@ -175,3 +176,5 @@ def write_all(doc: dict, out_dir: Path) -> None:
     atomic_write_bytes(out_dir / "results.json", (json.dumps(doc, indent=2) + "\n").encode())
     atomic_write_bytes(out_dir / "results.md", markdown(doc).encode())
     charts(doc, out_dir)
+    for name in ("results.json", "results.md"):
+        os.chmod(out_dir / name, 0o644)   # mkstemp made them 0600: they are reports, for everyone
