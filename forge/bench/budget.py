@@ -80,7 +80,7 @@ def cold_start_budget(w: Workload, python_version: str | None, total_ms: float |
     sdk = find_sdk(python_version or DEFAULT_PYTHON)
     log_dir = cache_root() / "logs" / f"bench-budget-{w.name}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    dep_env = install(w.requirements, sdk, log_dir / "pip.log")
+    dep_env = install(w, sdk, log_dir / "pip.log")
     search = [w.project_dir, *dep_env.search_path, _runtime_on_path()]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
            "PYTHONPATH": os.pathsep.join(map(str, search)),
