@@ -187,6 +187,10 @@ def host_deps(w: Workload) -> Path | None:
         return None
     python = host_python()
     key = Key("deps", python_version(python), *w.requirements)
+    if w.requirements_file:
+        key.add_file(w.requirements_file)
+    # as forge.deps does: a requirements.txt goes to pip as -r (its options and -r lines work)
+    args = ["-r", str(w.requirements_file)] if w.requirements_file else list(w.requirements)
     final = bench_cache() / "deps" / key.hex()
     with file_lock(final.with_name(final.name + ".lock")):
         if read_meta(final):
@@ -194,8 +198,8 @@ def host_deps(w: Workload) -> Path | None:
         with staging_dir(final) as stage:
             venv = tool_venv("")
             run_logged([venv / "bin" / "python", "-m", "pip", "install", "--disable-pip-version-check",
-                        "--no-compile", "--target", stage / "site", *w.requirements],
-                       log_path("deps"), f"pip install {' '.join(w.requirements)}")
+                        "--no-compile", "--target", stage / "site", *args],
+                       log_path("deps"), f"pip install {' '.join(args)}", cwd=w.project_dir)
             write_meta(stage, {"requirements": list(w.requirements)})
     return final / "site"
 
