@@ -268,23 +268,29 @@ def _workload(opts: BenchOptions) -> Workload | None:
 def build_variants(opts: BenchOptions, w: Workload | None, out_dir: Path, client) -> tuple[list[Variant], dict]:
     forge_v, summary = build_forge(opts, out_dir, client)
     variants = [forge_v]
-    wanted = [n for n in opts.variants if n != "forge"]
-    if not wanted:
-        return variants, summary
-    with console.steps("bench: baselines", len(wanted)) as bar:
-        for name in wanted:
-            with bar.step(name):
-                if name == "floor":
-                    variants.append(build_floor_variant(client, opts.rebuild))
-                elif name == "wasm":
-                    variants.append(wasm_variant(w, opts.workload or opts.src, out_dir, opts.python, opts.rebuild,
-                                                 opts.cold_build))
-                elif w is None:
-                    variants.append(unavailable(name, LABELS[name], "SRC is a built output: pass --workload "
-                                                "to build this baseline from the workload's sources"))
-                else:
-                    variants.append(BUILDERS[name](w, client, opts.rebuild))
+    if "wasm" in opts.variants:
+        # forge's own build pipeline, with its own progress bar: not inside the baselines' bar (one live
+        # display at a time)
+        variants.append(wasm_variant(w, opts.workload or opts.src, out_dir, opts.python, opts.rebuild,
+                                     opts.cold_build))
+    wanted = [n for n in opts.variants if n not in ("forge", "wasm")]
+    if wanted:
+        with console.steps("bench: baselines", len(wanted)) as bar:
+            for name in wanted:
+                with bar.step(name):
+                    variants.append(_build_baseline(name, opts, w, client))
+    order = {n: i for i, n in enumerate(opts.variants)}
+    variants.sort(key=lambda v: order.get(v.name, len(order)))
     return variants, summary
+
+
+def _build_baseline(name: str, opts: BenchOptions, w: Workload | None, client) -> Variant:
+    if name == "floor":
+        return build_floor_variant(client, opts.rebuild)
+    if w is None:
+        return unavailable(name, LABELS[name], "SRC is a built output: pass --workload to build this baseline "
+                           "from the workload's sources")
+    return BUILDERS[name](w, client, opts.rebuild)
 
 
 def run_bench(opts: BenchOptions) -> dict:
