@@ -288,12 +288,13 @@ def test_bench_cold_start_is_shown(pushed, tmp_path):
     bench = project / ".forge" / "bench"
     bench.mkdir(parents=True)
     (bench / "results.json").write_text(json.dumps(
-        {"workload": "edge-hello", "cold_start": {"median_ms": 12.34, "runs": 20}, "rps": {"median": 9000}}))
+        {"workload": "edge-hello", "cold_start": {"forge": {"process_ms": 12.34, "container_ms": 201.5},
+                                                  "cpython": {"process_ms": 30.0, "container_ms": 250.0}}}))
     out = tmp_path / "cf"
     r = forge("deploy", "cloudflare", "--project", str(project), "--image", ref, "--insecure", "-o", str(out))
     assert r.returncode == 0, r.stderr
-    assert "cold start 12.3 ms" in r.stdout
-    assert "12.3 ms" in (out / "README.md").read_text()
+    assert "cold start 201.5 ms (container), 12.3 ms (process)" in r.stdout
+    assert "201.5 ms (container)" in (out / "README.md").read_text()
 
 
 # --- the Dockerfile route -------------------------------------------------------------------------------------

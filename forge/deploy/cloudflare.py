@@ -214,39 +214,19 @@ def check_image(facts: ImageFacts, settings: CloudflareSettings, what: str) -> N
 
 
 def bench_cold_start(project: Path) -> str | None:
-    """The median cold start from `<project>/.forge/bench/results.json`, written by `forge bench`."""
+    """forge's median cold starts from `<project>/.forge/bench/results.json` (written by `forge
+    bench`: `cold_start: {variant: {process_ms, container_ms}}`)."""
     path = project / ".forge" / "bench" / "results.json"
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        forge = json.loads(path.read_text())["cold_start"]["forge"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    found: list[str] = []
-
-    def median(value):
+    parts = []
+    for key, label in (("container_ms", "container"), ("process_ms", "process")):
+        value = forge.get(key) if isinstance(forge, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, dict):
-            for key in ("median_ms", "median", "p50_ms", "p50"):
-                if isinstance(value.get(key), (int, float)) and not isinstance(value.get(key), bool):
-                    return float(value[key])
-        return None
-
-    def walk(node, label):
-        if isinstance(node, dict):
-            if "cold_start" in node:
-                m = median(node["cold_start"])
-                if m is not None:
-                    found.append(f"{m:.1f} ms" + (f" ({label})" if label else ""))
-            name = node.get("name") or node.get("target") or node.get("workload")
-            for k, v in node.items():
-                if k != "cold_start":
-                    walk(v, str(name) if isinstance(name, str) else (label or (k if isinstance(v, dict) else "")))
-        elif isinstance(node, list):
-            for item in node:
-                walk(item, label)
-
-    walk(doc, "")
-    return ", ".join(found[:4]) if found else None
+            parts.append(f"{value:.1f} ms ({label})")
+    return ", ".join(parts) or None
 
 
 # --- the files ------------------------------------------------------------------------------------------
