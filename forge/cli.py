@@ -94,7 +94,7 @@ def toolchain_clean(sources: bool = typer.Option(False, "--sources", help="Also 
 
 @app.command("build")
 def build_cmd(
-    src: Path = typer.Argument(..., help="A .py file, or a project directory with [tool.forge] entry."),
+    src: Path = typer.Argument(..., help="A .py file, or a project directory with \\[tool.forge] entry."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output directory (default dist/NAME)."),
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Image name:tag (default NAME:latest)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="oci (layout directory) or docker-archive."),
@@ -197,7 +197,7 @@ def deploy_cloudflare_cmd(
                                                help="Read the image from this forge build output (not the registry)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write (default PROJECT/deploy/cloudflare)."),
     force: bool = typer.Option(False, "--force", help="Overwrite files you changed since forge wrote them."),
-    project: Path = typer.Option(Path("."), "--project", help="The forge project ([tool.forge.cloudflare] settings)."),
+    project: Path = typer.Option(Path("."), "--project", help="The forge project (\\[tool.forge.cloudflare] settings)."),
     insecure: bool = typer.Option(False, "--insecure", help="Read --image over plain HTTP (loopback registries only)."),
 ) -> None:
     """Write a Cloudflare Containers project (wrangler.jsonc, Worker, package.json) for the image."""
