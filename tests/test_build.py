@@ -4,6 +4,7 @@ container that answers HTTP as non-root on a read-only rootfs, TLS through the C
 import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -245,3 +246,42 @@ def test_framework_examples_compile_their_pure_python_dependencies(sdk, tmp_path
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0
+
+
+LAZY_INSPECT = '''
+import sys
+print("inspect at start", "inspect" in sys.modules)
+import asyncio, types
+def g():
+    yield 1
+async def c():
+    await asyncio.sleep(0)
+    return 5
+@types.coroutine
+def legacy():
+    yield
+async def uses_legacy():
+    await legacy()
+    return "legacy-ok"
+print("run", asyncio.run(c()), asyncio.run(uses_legacy()))
+import inspect  # imported late: forge's SDK patches it for compiled code on import
+gen = g()
+print("state", inspect.getgeneratorstate(gen))
+next(gen)
+print("state", inspect.getgeneratorstate(gen))
+co = c()
+print("costate", inspect.getcoroutinestate(co))
+co.close()
+print("kinds", inspect.isgeneratorfunction(g), inspect.iscoroutinefunction(c), str(inspect.signature(c)))
+'''
+
+
+def test_inspect_is_not_imported_at_start_but_patched_when_imported(sdk, tmp_path):
+    prog = tmp_path / "lazy.py"
+    prog.write_text(LAZY_INSPECT)
+    summary = _build(prog, "-o", tmp_path / "out")
+    expected = subprocess.run([sys.executable, "-S", str(prog)], capture_output=True, text=True, check=True).stdout
+    got = subprocess.run([summary["binary"]], capture_output=True, text=True, env={})
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == expected
+    assert got.stdout.startswith("inspect at start False")
