@@ -188,8 +188,9 @@ class WasmTarget:
         """app.cwasm: the module compiled by (and only loadable by) this wasmtime version."""
         import wasmtime
 
-        engine = wasmtime.Engine()
-        data = wasmtime.Module(engine, module.read_bytes()).serialize()
+        from forge.wasm.run import engine
+
+        data = wasmtime.Module(engine(), module.read_bytes()).serialize()
         out.write_bytes(data)
         return len(data)
 

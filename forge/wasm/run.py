@@ -8,6 +8,7 @@ to stderr with --time.
 
 from __future__ import annotations
 
+import atexit
 import sys
 import tempfile
 import time
@@ -35,7 +36,17 @@ def engine():
         import wasmtime
 
         _ENGINE = wasmtime.Engine()
+        # Free it while wasmtime's module globals still exist: left to interpreter shutdown, its
+        # __del__ runs after they are cleared and prints an "Exception ignored" traceback.
+        atexit.register(_close_engine)
     return _ENGINE
+
+
+def _close_engine() -> None:
+    global _ENGINE
+    if _ENGINE is not None:
+        _ENGINE.close()
+        _ENGINE = None
 
 
 def load(path: Path):
