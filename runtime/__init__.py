@@ -14,8 +14,24 @@ Importing this package loads no server code: `run` imports it on call. See docs/
 from ._detect import detect
 from ._types import Headers, Request, Response
 
-__all__ = ["Headers", "Request", "Response", "detect", "run"]
+__all__ = ["Headers", "Request", "Response", "detect", "pause_gc_for_startup", "run"]
 __version__ = "0.1.0"
+
+
+_gc_paused = False
+
+
+def pause_gc_for_startup():
+    """Turn the cyclic garbage collector off until `run` is listening. Start-up (imports, the app's
+    module code) creates long-lived objects only, so collecting during it is wasted time: ~1-2 ms of
+    a cold start. When listening, `run` moves what start-up made into the permanent generation
+    (gc.freeze: later collections skip it) and turns the collector back on. forge's generated entry
+    and `python -m forge_runtime` call this first."""
+    global _gc_paused
+    import gc
+
+    gc.disable()
+    _gc_paused = True
 
 
 def run(app, port=None, host=None):
@@ -24,4 +40,4 @@ def run(app, port=None, host=None):
     ASGI lifespan startup fails."""
     from ._run import serve
 
-    serve(app, port, host)
+    serve(app, port, host, resume_gc=_gc_paused)

@@ -50,8 +50,9 @@ def main(argv=None):
             raise SystemExit(USAGE)
     if spec is None:
         raise SystemExit(USAGE)
-    from . import run
+    from . import pause_gc_for_startup, run
 
+    pause_gc_for_startup()
     run(load(spec), port=port, host=host)
     return 0
 

@@ -12,8 +12,11 @@ import _thread
 import os
 import select
 import time
-from collections import deque
-from heapq import heappop, heappush
+
+# The C halves, not `collections`/`heapq`: those pull in collections' pure-Python machinery
+# (namedtuple, OrderedDict, reprlib, operator, keyword): ~3 ms of a cold start, for two names.
+from _collections import deque
+from _heapq import heappop, heappush
 
 _EPOLLIN = select.EPOLLIN if hasattr(select, "epoll") else select.POLLIN
 _EPOLLOUT = select.EPOLLOUT if hasattr(select, "epoll") else select.POLLOUT

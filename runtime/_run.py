@@ -8,18 +8,29 @@ from ._server import Config, HttpConnection, Server, log_event
 _SIGNALS = (("SIGTERM", _signal.SIGTERM), ("SIGINT", _signal.SIGINT))
 
 
-def serve(app, port=None, host=None):
+def serve(app, port=None, host=None, resume_gc=False):
     kind = detect(app)
     cfg = Config(port, host)
     is_async = kind == "asgi" or (kind == "handler" and is_coroutine_callable(app))
     if cfg.loop == "lean" and is_async:
         raise SystemExit("forge_runtime: FORGE_LOOP=lean cannot run coroutine apps (ASGI, async handlers)")
     if is_async or cfg.loop == "asyncio":
-        rc = _serve_asyncio(app, kind, is_async, cfg)
+        rc = _serve_asyncio(app, kind, is_async, cfg, resume_gc)
     else:
-        rc = _serve_lean(app, kind, cfg)
+        rc = _serve_lean(app, kind, cfg, resume_gc)
     if rc:
         raise SystemExit(rc)
+
+
+def _listening(server, kind, loop_name, resume_gc):
+    log_event("listening", host=server.sockname[0], port=server.sockname[1], kind=kind, loop=loop_name)
+    if resume_gc:
+        # Start-up is over (forge_runtime.pause_gc_for_startup): what exists now lives as long as
+        # the process, so park it where collections don't look, then collect again.
+        import gc
+
+        gc.freeze()
+        gc.enable()
 
 
 def _sync_dispatch(app, kind, pool):
@@ -28,7 +39,7 @@ def _sync_dispatch(app, kind, pool):
     return make_wsgi(app, pool) if kind == "wsgi" else make_sync_handler(app, pool)
 
 
-def _serve_lean(app, kind, cfg):
+def _serve_lean(app, kind, cfg, resume_gc):
     from ._loop import LeanLoop, ThreadPool, listen
 
     loop = LeanLoop()
@@ -50,7 +61,7 @@ def _serve_lean(app, kind, cfg):
     # A signal delivered to a pool thread would not interrupt epoll in the main thread: have the C
     # handler write to the loop's self-pipe so the Python handler runs promptly.
     old_wakeup = _signal.set_wakeup_fd(loop.wakeup_fd, warn_on_full_buffer=False)
-    log_event("listening", host=server.sockname[0], port=server.sockname[1], kind=kind, loop="lean")
+    _listening(server, kind, "lean", resume_gc)
     try:
         loop.run_forever()
     finally:
@@ -61,7 +72,7 @@ def _serve_lean(app, kind, cfg):
     return 0
 
 
-def _serve_asyncio(app, kind, is_async, cfg):
+def _serve_asyncio(app, kind, is_async, cfg, resume_gc):
     import asyncio
 
     from ._apps import Lifespan, make_asgi, make_async_handler
@@ -91,7 +102,7 @@ def _serve_asyncio(app, kind, is_async, cfg):
         for name, sig in _SIGNALS:
             loop.add_signal_handler(sig, server.begin_shutdown, name)
         server.start_sweeper()
-        log_event("listening", host=server.sockname[0], port=server.sockname[1], kind=kind, loop="asyncio")
+        _listening(server, kind, "asyncio", resume_gc)
         lifespan = None
         if kind == "asgi":
             lifespan = Lifespan(app, state)

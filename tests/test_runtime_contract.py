@@ -152,4 +152,4 @@ def test_to_response():
 
 
 def test_public_api():
-    assert set(forge_runtime.__all__) == {"Headers", "Request", "Response", "detect", "run"}
+    assert set(forge_runtime.__all__) == {"Headers", "Request", "Response", "detect", "pause_gc_for_startup", "run"}

@@ -54,7 +54,9 @@ def test_lean_server_stack_imports(tmp_path):
     )
     new = set(out.stdout.split())
     for heavy in ("asyncio", "logging", "http.server", "email", "urllib", "ssl", "typing", "inspect",
-                  "socket", "threading", "selectors", "concurrent.futures", "json", "re", "enum"):
+                  "socket", "threading", "selectors", "concurrent.futures", "json", "re", "enum",
+                  # the pure-Python halves of deque/heappush: forge_runtime uses the C modules
+                  "collections", "heapq", "functools", "operator", "reprlib", "keyword"):
         assert heavy not in new, heavy
 
 
@@ -73,3 +75,60 @@ def test_importtime_report(tmp_path):
     # importtime prints children before their parent; everything up to forge_runtime since the last
     # top-level module is what it pulled in.
     assert not set(names[: idx + 1]) & {"asyncio", "logging", "email", "http.server", "urllib"}
+
+
+GC_APP = """
+import gc
+
+def app(request):
+    return {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
+"""
+
+
+def _serve_and_get(tmp_path, code):
+    """Run `code` (which serves gcapp.app) in a fresh interpreter and return GET /'s JSON."""
+    import json
+    import socket
+    import time
+
+    link = tmp_path / "forge_runtime"
+    if not link.exists():
+        link.symlink_to(RUNTIME_DIR)
+    (tmp_path / "gcapp.py").write_text(GC_APP)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PORT": str(port), "FORGE_ACCESS_LOG": "0", "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while chunk := c.recv(65536):
+                        data += chunk
+                return json.loads(data.split(b"\r\n\r\n", 1)[1])
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_entry_pauses_gc_for_startup_then_freezes_and_resumes(tmp_path):
+    """`python -m forge_runtime` (like forge's generated entry) pauses the collector while starting;
+    once listening it is back on, with everything start-up made frozen out of its way."""
+    state = _serve_and_get(tmp_path, "import sys; from forge_runtime.__main__ import main; "
+                                     "sys.exit(main(['gcapp:app']))")
+    assert state["enabled"] is True
+    assert state["frozen"] > 1000, state
+
+
+def test_plain_run_leaves_the_collector_alone(tmp_path):
+    state = _serve_and_get(tmp_path, "import forge_runtime, gcapp; forge_runtime.run(gcapp.app)")
+    assert state == {"enabled": True, "frozen": 0}
