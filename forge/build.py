@@ -60,6 +60,11 @@ def options_from(src: Path, **cli) -> BuildOptions:
                 raise errors.ConfigError(
                     f"[tool.forge] {key} = {tool[key]!r} must be a string (quote it: {key} = \"{tool[key]}\").")
             merged[key] = tool[key]
+    for key, allowed in (("allocator", ("mimalloc", "musl")), ("builtins", ("all",))):
+        if key in tool and tool[key] not in allowed:
+            raise errors.ConfigError(
+                f"[tool.forge] {key} = {tool[key]!r} is not a value forge knows; use one of "
+                f"{', '.join(repr(a) for a in allowed)}, or remove the line for the default.")
     opts = BuildOptions(src=src, epoch=epoch, **merged)
     if opts.format not in ("oci", "docker-archive"):
         raise errors.ConfigError(f"--format must be oci or docker-archive, not {opts.format!r}.")

@@ -48,6 +48,11 @@ class SdkMissing(ForgeError):
     title = "no SDK built yet"
 
 
+class SdkIncomplete(ForgeError):
+    exit_code = 18
+    title = "SDK lacks a part forge needs"
+
+
 class DockerUnavailable(ForgeError):
     exit_code = 16
     title = "Docker engine unavailable"

@@ -175,12 +175,13 @@ def test_bench_end_to_end_forge_and_floor(sdk, docker_client, tmp_path):
         for key in ("image_size_compressed", "image_size_uncompressed"):
             assert figs[key]["median"] > 0
         assert figs["image_size_uncompressed"]["median"] >= figs["image_size_compressed"]["median"]
-        for key in ("process_cold_start_ms", "container_cold_start_ms", "idle_rss_kb", "container_idle_rss_kb",
-                    "peak_rss_kb", "throughput_rps"):
+        for key in ("process_cold_start_ms", "container_cold_start_ms", "idle_rss_kb", "idle_private_kb",
+                    "container_idle_rss_kb", "peak_rss_kb", "throughput_rps"):
             assert key in figs, (name, key)
             assert figs[key]["n"] == 2, (name, key)
             _check_figure(figs[key])
         assert figs["peak_rss_kb"]["median"] >= figs["idle_rss_kb"]["min"]
+        assert figs["idle_private_kb"]["max"] <= figs["idle_rss_kb"]["max"]
         if "build_seconds" in figs:
             assert figs["build_seconds"]["median"] > 0
 

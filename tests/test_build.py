@@ -285,3 +285,35 @@ def test_inspect_is_not_imported_at_start_but_patched_when_imported(sdk, tmp_pat
     assert got.returncode == 0, got.stderr
     assert got.stdout == expected
     assert got.stdout.startswith("inspect at start False")
+
+
+ALLOCATING = """
+blobs = [bytes(n) for n in (10, 1000, 100_000, 10_000_000)]
+grown = bytearray()
+for i in range(20000):
+    grown += b"x" * 97
+table = {i: str(i) * (i % 50) for i in range(50000)}
+print(sum(map(len, blobs)), len(grown), sum(map(len, table.values())))
+"""
+
+
+def test_mimalloc_is_the_default_allocator_and_musl_can_be_chosen(sdk, tmp_path):
+    """The default link takes mimalloc's malloc (it answers MIMALLOC_VERBOSE); allocator = "musl"
+    keeps musl's. Both give the interpreter's answer."""
+    expected = subprocess.run([sys.executable, "-c", ALLOCATING], capture_output=True, text=True,
+                              check=True).stdout
+    runs = {}
+    for allocator in ("mimalloc", "musl"):
+        project = tmp_path / allocator
+        project.mkdir()
+        (project / "prog.py").write_text(ALLOCATING)
+        extra = "" if allocator == "mimalloc" else 'allocator = "musl"\n'
+        (project / "pyproject.toml").write_text(f'[tool.forge]\nentry = "prog"\n{extra}')
+        summary = _build(project, "-o", tmp_path / f"out-{allocator}")
+        runs[allocator] = subprocess.run([summary["binary"]], capture_output=True, text=True,
+                                         env={"MIMALLOC_VERBOSE": "1"})
+    for allocator, got in runs.items():
+        assert got.returncode == 0, (allocator, got.stderr[-2000:])
+        assert got.stdout == expected, allocator
+    assert "mimalloc: " in runs["mimalloc"].stderr
+    assert "mimalloc" not in runs["musl"].stderr

@@ -112,6 +112,15 @@ def test_unquoted_config_value_is_a_config_error(tmp_path):
     assert 'python = "3.11"' in r.stderr
 
 
+def test_unknown_allocator_is_a_config_error(tmp_path):
+    (tmp_path / "app.py").write_text("def app(request):\n    return 'ok'\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.forge]\nentry = "app:app"\nallocator = "jemalloc"\n')
+    r = run_forge("build", tmp_path, "-o", tmp_path / "out")
+    assert r.returncode == 17, r.stderr
+    assert "'jemalloc'" in r.stderr and "'musl'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_typed_app_assignment_is_served(tmp_path):
     from forge.workload import resolve
 

@@ -4,9 +4,10 @@ Process run (the binary or interpreter started directly on this machine, no cont
   cold start  time.perf_counter_ns() just before Popen -> the first HTTP 200 on 127.0.0.1:PORT;
               the probe sends `GET /` on a new connection and retries at once (200 us pause) on
               refusal, reset or an empty answer.
-  idle RSS    right after that first 200: VmRSS from /proc/<pid>/status, summed over the process
-              and its descendants (PyInstaller --onefile and staticx run the app as a grandchild of
-              two small bootloader processes; all three are what the variant costs).
+  idle RSS    right after that first 200: VmRSS, and RssAnon (its private part), from
+              /proc/<pid>/status, summed over the process and its descendants (PyInstaller
+              --onefile and staticx run the app as a grandchild of two small bootloader processes;
+              all three are what the variant costs).
   throughput  wrk on loopback for a short bounded run (`wrk -t1 -c16 -dD`), requests/s.
   peak RSS    VmHWM summed the same way, read after the wrk run.
 
@@ -216,7 +217,8 @@ def run_process(spec: ProcessSpec, wrk: WrkSettings | None) -> dict:
                 return f"{spec.argv[0]} exited with {proc.returncode} before answering: {err}"
             t1 = wait_first_200(port, alive)
             pids = descendants(proc.pid)
-            out = {"process_cold_start_ms": (t1 - t0) / 1e6, "idle_rss_kb": status_kb(pids, "VmRSS")}
+            out = {"process_cold_start_ms": (t1 - t0) / 1e6, "idle_rss_kb": status_kb(pids, "VmRSS"),
+                   "idle_private_kb": status_kb(pids, "RssAnon")}
             if wrk is not None:
                 w = run_wrk(port, wrk)
                 out["throughput_rps"] = w["rps"]

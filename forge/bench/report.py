@@ -9,12 +9,12 @@ from pathlib import Path
 from forge.cache import atomic_write_bytes
 
 MAIN_COLUMNS = ("image_size_compressed", "image_size_uncompressed", "process_cold_start_ms",
-                "container_cold_start_ms", "idle_rss_kb", "container_idle_rss_kb", "peak_rss_kb",
+                "container_cold_start_ms", "idle_rss_kb", "idle_private_kb", "container_idle_rss_kb", "peak_rss_kb",
                 "throughput_rps", "build_seconds")
 SHORT = {
     "image_size_compressed": "image gz", "image_size_uncompressed": "image raw",
     "process_cold_start_ms": "process cold start", "container_cold_start_ms": "container cold start",
-    "idle_rss_kb": "idle RSS", "container_idle_rss_kb": "idle RSS (container)",
+    "idle_rss_kb": "idle RSS", "idle_private_kb": "idle private", "container_idle_rss_kb": "idle RSS (container)",
     "peak_rss_kb": "peak RSS (load)", "throughput_rps": "req/s", "build_seconds": "build",
 }
 

@@ -39,6 +39,9 @@ FIGURES: dict[str, tuple[str, str, str, bool]] = {
     "process_cold_start_ms": ("process cold start", "ms", "process", False),
     "container_cold_start_ms": ("container cold start", "ms", "container", False),
     "idle_rss_kb": ("idle RSS (process)", "kB", "process", False),
+    # RssAnon: the memory only this instance holds. The rest of RSS is file pages of the binary or
+    # libraries: page cache, shared by every instance of the image on a host and reclaimable.
+    "idle_private_kb": ("idle private memory (RssAnon)", "kB", "process", False),
     "container_idle_rss_kb": ("idle RSS (container)", "kB", "container", False),
     "peak_rss_kb": ("peak RSS under load", "kB", "process", False),
     "throughput_rps": ("throughput", "req/s", "process", True),

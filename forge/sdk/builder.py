@@ -30,7 +30,7 @@ from forge.sdk.layout import MANIFEST, REQUIRED_BUILTINS, Sdk, sdk_dir
 # Bump when the post-processing below changes what an SDK contains (the recipe, sources, patches
 # and pins are hashed directly).
 SDK_LAYOUT_VERSION = "3"
-RECIPE_STAGES = ("zlib", "bzip2", "xz", "libffi", "sqlite", "libuuid", "openssl", "cpython")
+RECIPE_STAGES = ("zlib", "bzip2", "xz", "libffi", "sqlite", "libuuid", "openssl", "mimalloc", "cpython")
 
 
 def _package_file(name: str) -> bytes:

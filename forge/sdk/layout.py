@@ -53,6 +53,11 @@ class Sdk:
         return self.path / "deps" / "lib"
 
     @property
+    def mimalloc_object(self) -> Path:
+        """The allocator object the recipe's mimalloc stage builds (linked into workloads)."""
+        return self.deps_lib / "forge-mimalloc.o"
+
+    @property
     def version(self) -> str:
         return self.manifest["python_version"]
 

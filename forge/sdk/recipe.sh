@@ -59,6 +59,14 @@ openssl)
   ./Configure linux-x86_64 no-shared no-tests no-afalgeng --prefix="$DEPS" --libdir=lib \
     --openssldir=/etc/ssl CC="$CC" -fPIC -ffunction-sections -fdata-sections
   make -j"$JOBS" build_libs && make install_dev ;;
+mimalloc)
+  # One object (src/static.c is the whole allocator) that defines malloc, free, calloc, realloc and
+  # the aligned/usable-size family, so a static link takes these instead of musl's (musl >= 1.2.1
+  # supports replacing malloc; its internal allocations keep using its own). __USE_ISOC11 is how
+  # mimalloc decides to define aligned_alloc; it is glibc's macro, so musl needs it said.
+  unpack "$MIMALLOC_TARBALL"
+  "$CC" $CF -DNDEBUG -DMI_MALLOC_OVERRIDE -DMI_STATIC_LIB -D__USE_ISOC11=1 -Iinclude \
+    -c src/static.c -o "$DEPS/lib/forge-mimalloc.o" ;;
 cpython)
   unpack "$CPYTHON_TARBALL"
   # Modules a static edge binary cannot or should not carry: GUI/terminal libraries we don't build,
@@ -67,8 +75,11 @@ cpython)
     _testcapi _testinternalcapi _testbuffer _testimportmultiple _testmultiphase _ctypes_test
     xxlimited xxlimited_35 _xxtestfuzz _testclinic"
   for p in "$PATCHES"/cpython-*.patch; do patch -p1 < "$p"; done
+  # --enable-optimizations: profile-guided (PGO). make builds an instrumented interpreter, runs
+  # CPython's --pgo test subset with it, and rebuilds with the profile: ~10-20% faster start-up and
+  # request handling for every workload, for a few more minutes of this one-time build.
   ./configure --prefix="$PREFIX" --disable-shared --without-ensurepip --disable-test-modules \
-    --with-openssl="$DEPS" --with-lto=no CC="$CC" \
+    --with-openssl="$DEPS" --with-lto=no --enable-optimizations CC="$CC" \
     OPT="-DNDEBUG -fwrapv -O2 -Wall -ffunction-sections -fdata-sections" CPPFLAGS="-I$DEPS/include" LDFLAGS="-static -L$DEPS/lib" \
     LIBFFI_CFLAGS="-I$DEPS/include" LIBFFI_LIBS="-lffi" \
     LIBSQLITE3_CFLAGS="-I$DEPS/include" LIBSQLITE3_LIBS="-lsqlite3" \
@@ -83,7 +94,8 @@ cpython)
     echo "_ctypes _ctypes/_ctypes.c _ctypes/callbacks.c _ctypes/callproc.c _ctypes/stgdict.c _ctypes/cfield.c -I$DEPS/include -DHAVE_FFI_PREP_CIF_VAR -DHAVE_FFI_PREP_CLOSURE_LOC -DHAVE_FFI_CLOSURE_ALLOC -lffi"
     echo '*disabled*'; printf '%s\n' $DISABLED
   } > Modules/Setup.local
-  make -j"$JOBS"
+  # A bounded profile run: a stuck test cannot hold the build for the default 20 minutes.
+  make -j"$JOBS" PROFILE_TASK="-m test --pgo --timeout=300"
   make install
   # CPython's bundled libmpdec and libexpat are linked into libpython's users (Nuitka) too.
   install -m644 Modules/_decimal/libmpdec/libmpdec.a Modules/expat/libexpat.a "$DEPS/lib/" ;;

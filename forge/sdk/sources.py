@@ -53,6 +53,9 @@ LIBRARIES: tuple[Source, ...] = (
            "util-linux"),
     Source("openssl", "3.0.22", "openssl_3.0.22.orig.tar.gz",
            "67ebca7e50d17383028045486653492195b83db95f8558709701bb47b5c1ef81", "Apache-2.0", "openssl"),
+    # Linked into workloads in place of musl's malloc (docs/sdk.md, "Allocator").
+    Source("mimalloc", "2.0.9", "mimalloc_2.0.9+ds.orig.tar.xz",
+           "cbc9d207ff105ad1f0cb739c378076143a6452b8d0624309cea0abfb040e972b", "MIT", "mimalloc"),
 )
 
 # CPython per supported minor version: the version knob picks one of these.
