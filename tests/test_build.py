@@ -88,10 +88,11 @@ def test_sbom_lists_sdk_sources_and_versions(hello):
     sbom = json.loads(Path(hello["sbom"]).read_text())
     assert sbom["spdxVersion"] == "SPDX-2.3"
     pkgs = {p["name"]: p for p in sbom["packages"]}
-    for name in ("cpython", "openssl", "sqlite", "zlib", "bzip2", "xz", "libffi", "util-linux", "Nuitka"):
+    for name in ("cpython", "openssl", "sqlite", "zlib", "bzip2", "xz", "libffi", "util-linux", "mimalloc", "Nuitka"):
         assert name in pkgs, name
         assert pkgs[name]["versionInfo"]
     assert pkgs["openssl"]["licenseDeclared"] == "Apache-2.0"
+    assert pkgs["mimalloc"]["licenseDeclared"] == "MIT"
     assert pkgs["hello"]["versionInfo"] == hello["digest"]
 
 
