@@ -133,17 +133,40 @@ def _apt_config(cache: Path) -> list[str]:
             "-o", "APT::Sandbox::User=root"]
 
 
+def _apt_versions_carrying(src: Source, opts: list[str], log) -> list[str]:
+    """Versions of src.debian_package whose source record lists the pinned file by its sha256.
+    A security suite can index a version whose files its mirror does not serve, while an older
+    revision in the main suite carries the identical .orig; each one is tried in turn."""
+    out = subprocess.run(["apt-cache", *opts, "showsrc", src.debian_package],
+                         capture_output=True, text=True, check=False).stdout
+    versions: list[str] = []
+    for record in out.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in record.splitlines()
+                      if ": " in line and not line.startswith(" "))
+        version = fields.get("Version")
+        if version and f" {src.sha256} " in record and version not in versions:
+            versions.append(version)
+    log.write(f"[forge] apt versions of {src.debian_package} carrying {src.filename}: "
+              f"{versions or 'none'}\n".encode())
+    log.flush()
+    return versions
+
+
 def _try_apt(src: Source, dest_dir: Path, cache: Path, log) -> Path | None:
     if shutil.which("apt-get") is None:
         return None
     opts = _apt_config(cache)
     if not any((cache / "apt" / "lists").glob("*Sources*")):
         subprocess.run(["apt-get", *opts, "update"], stdout=log, stderr=log, check=False)
-    # Only the .orig is needed; Debian's own patch files may 404 on a security mirror: ignore that.
-    subprocess.run(["apt-get", *opts, "source", "--download-only", src.debian_package],
-                   cwd=dest_dir, stdout=log, stderr=log, check=False)
     path = dest_dir / src.filename
-    return path if path.is_file() else None
+    # Only the .orig is needed; Debian's own patch files may 404 on a security mirror: ignore that.
+    for version in _apt_versions_carrying(src, opts, log) or [None]:
+        target = src.debian_package if version is None else f"{src.debian_package}={version}"
+        subprocess.run(["apt-get", *opts, "source", "--download-only", target],
+                       cwd=dest_dir, stdout=log, stderr=log, check=False)
+        if path.is_file():
+            return path
+    return None
 
 
 def fetch(src: Source, cache: Path, log) -> Path:
