@@ -36,9 +36,9 @@ def first_response_ms(argv, extra):
         common.stop(proc)
 
 
-def interpreter_floor_ms(*flags):
+def interpreter_floor_ms(*flags, python=common.PY):
     t0 = time.perf_counter()
-    subprocess.run([common.PY, *flags, "-c", "pass"], check=True)
+    subprocess.run([python, *flags, "-c", "pass"], check=True)
     return (time.perf_counter() - t0) * 1000.0
 
 
@@ -50,11 +50,18 @@ def main():
     cfgs = common.configs()
     samples = {name: [] for name in cfgs}
     floor, floor_s = [], []
+    # The static musl interpreter forge's binaries are built from (`forge toolchain path`/bin/python3):
+    # the floor the issue compares a forge binary with.
+    sdk_python = os.environ.get("FORGE_BENCH_SDK_PYTHON")
+    sdk_floor, sdk_floor_s = [], []
     for name, (argv, extra) in cfgs.items():  # warm the page cache and write .pyc files
         first_response_ms(argv, extra)
     for i in range(args.n):
         floor.append(interpreter_floor_ms())
         floor_s.append(interpreter_floor_ms("-S"))
+        if sdk_python:
+            sdk_floor.append(interpreter_floor_ms(python=sdk_python))
+            sdk_floor_s.append(interpreter_floor_ms("-S", python=sdk_python))
         for name, (argv, extra) in cfgs.items():
             samples[name].append(first_response_ms(argv, extra))
         print(f"run {i + 1}/{args.n}", file=sys.stderr)
@@ -70,6 +77,11 @@ def main():
         f"| `python -c pass` (interpreter floor, exec -> exit) | {common.median(floor):.1f} | {min(floor):.1f} |",
         f"| `python -S -c pass` (floor without site) | {common.median(floor_s):.1f} | {min(floor_s):.1f} |",
     ]
+    if sdk_python:
+        lines += [
+            f"| static musl CPython (forge SDK) `-c pass` | {common.median(sdk_floor):.1f} | {min(sdk_floor):.1f} |",
+            f"| static musl CPython (forge SDK) `-S -c pass` | {common.median(sdk_floor_s):.1f} | {min(sdk_floor_s):.1f} |",
+        ]
     for name, xs in samples.items():
         lines.append(f"| {name} | {common.median(xs):.1f} | {min(xs):.1f} |")
     text = "\n".join(lines) + "\n"
