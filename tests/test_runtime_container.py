@@ -31,7 +31,7 @@ SOCKET_ONLY = [
     "test_100_parallel_clients", "test_idle_keepalive_connection_is_closed",
     "test_slowloris_gets_408_and_does_not_hold_the_server", "test_access_log_is_json_per_request",
     "test_access_log_can_be_switched_off", "test_env_is_passed_through",
-    "test_wsgi_environ_pep3333", "test_wsgi_responses",
+    "test_wsgi_environ_pep3333", "test_wsgi_responses", "test_lean_loop_does_not_import_asyncio_or_logging",
 ]
 
 
