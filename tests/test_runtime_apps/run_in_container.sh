@@ -24,8 +24,17 @@ fi
 [ "${FORGE_BUILD_ONLY:-}" = 1 ] && exit 0
 envs=(-e "PORT=$PORT")
 while IFS='=' read -r name _; do
-  case $name in FORGE_RUNTIME_SERVER_CMD|FORGE_BUILT_DIR|FORGE_CACHE_DIR|FORGE_BUILD_ONLY) ;; FORGE_*) envs+=(-e "$name") ;; esac
+  case $name in FORGE_RUNTIME_SERVER_CMD|FORGE_BUILT_DIR|FORGE_CACHE_DIR|FORGE_BUILD_ONLY|FORGE_TEST_SHARE) ;;
+    FORGE_*) envs+=(-e "$name") ;; esac
 done < <(env)
+# FORGE_TEST_SHARE: the directory holding the tests' tmp dirs, mounted at the same path, so tests
+# that hand the app file paths (lifespan events, start gates, blocking handlers) work unchanged.
+# The server runs as 65532, so the (test-only) tree is opened to it first.
+mounts=()
+if [ -n "${FORGE_TEST_SHARE:-}" ]; then
+  chmod -R a+rwX "$FORGE_TEST_SHARE"
+  mounts=(-v "$FORGE_TEST_SHARE:$FORGE_TEST_SHARE")
+fi
 # Host networking: the server sees clients as 127.0.0.1, as the tests expect (with -p it would
 # see the bridge gateway); the image, rootfs and user are unchanged.
-exec docker run --rm --read-only --user 65532 --network host "${envs[@]}" "$tag"
+exec docker run --rm --read-only --user 65532 --network host "${envs[@]}" "${mounts[@]}" "$tag"
