@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -25,14 +28,19 @@ def test_ca_bundle_matches_its_pin():
     assert rootfs.ca_bundle() == data
 
 
-def test_ca_bundle_is_certifis_cacert_when_that_version_is_installed():
-    """When the installed certifi is the pinned version, its cacert.pem is byte-identical."""
+def test_ca_bundle_is_the_pinned_certifi_releases_cacert(tmp_path):
+    """The bundle is byte-identical to cacert.pem in the pinned certifi wheel from PyPI (taken
+    from the installed certifi when that is the pinned version)."""
     pin = base_lock()["ca-certificates"]
-    installed = metadata.version("certifi")
-    if installed != pin["version"]:
-        pytest.skip(f"certifi {installed} installed, {pin['version']} pinned: the pin is checked by sha256 above")
-    import certifi
-    assert Path(certifi.where()).read_bytes() == (images_dir() / pin["path"]).read_bytes()
+    if metadata.version("certifi") == pin["version"]:
+        import certifi
+        pem = Path(certifi.where()).read_bytes()
+    else:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                        "-d", str(tmp_path), f"certifi=={pin['version']}"], check=True)
+        with zipfile.ZipFile(next(tmp_path.glob("certifi-*.whl"))) as zf:
+            pem = zf.read("certifi/cacert.pem")
+    assert pem == (images_dir() / pin["path"]).read_bytes()
 
 
 def test_tampered_ca_bundle_is_refused(tmp_path, monkeypatch):
