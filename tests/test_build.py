@@ -126,6 +126,10 @@ def test_image_loads_and_answers_as_nonroot_readonly(hello, docker_client, tmp_p
         r = _wait_http(f"http://127.0.0.1:{port}/")
         assert r.status_code == 200 and r.text == "hello from forge"
         assert _wait_http(f"http://127.0.0.1:{port}/healthz").json()["ok"] is True
+        echo = requests.post(f"http://127.0.0.1:{port}/echo", data=b'{"a": [1, "\\u00e9"]}', timeout=5)
+        assert echo.status_code == 200 and echo.json() == {"echo": {"a": [1, "\u00e9"]}, "bytes": 20}
+        bad = requests.post(f"http://127.0.0.1:{port}/echo", data=b"{nope", timeout=5)
+        assert bad.status_code == 400 and bad.json()["error"].startswith("invalid JSON")
         c.stop(timeout=10)
         assert c.wait(timeout=20)["StatusCode"] == 0  # SIGTERM drains and exits 0
     finally:
