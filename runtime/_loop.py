@@ -429,6 +429,15 @@ class ThreadPool:
         if spawn:
             _thread.start_new_thread(self._worker, ())
 
+    def shutdown(self):
+        """Ask every worker to exit once idle (a busy one finishes its job first). Workers are raw
+        threads, which interpreter exit never waits for, except one that imported `threading`
+        first: threading takes that thread for the main thread, and exit joins it."""
+        with self._lock:
+            workers, self._size = self._count, 0
+        for _ in range(workers):
+            self._q.put((None, ()))
+
     def _worker(self):
         get = self._q.get
         lock = self._lock

@@ -1,6 +1,7 @@
 """forge_runtime.run(): pick the loop for the app's kind, listen, serve, drain on SIGTERM/SIGINT."""
 
 import _signal
+import _thread
 
 from ._detect import detect, is_coroutine_callable
 from ._server import Config, HttpConnection, Server, log_event
@@ -44,7 +45,8 @@ def _serve_lean(app, kind, cfg, resume_gc):
 
     loop = LeanLoop()
     server = Server(cfg, loop)
-    server.dispatch = _sync_dispatch(app, kind, ThreadPool(cfg.threads))
+    pool = ThreadPool(cfg.threads)
+    server.dispatch = _sync_dispatch(app, kind, pool)
     sock = listen(cfg.host, cfg.port)
     server.sockname = sock.getsockname()[:2]
     server._close_listener = loop.serve(sock, lambda: HttpConnection(server))
@@ -68,8 +70,38 @@ def _serve_lean(app, kind, cfg, resume_gc):
         _signal.set_wakeup_fd(old_wakeup)
         for _name, sig in _SIGNALS:
             _signal.signal(sig, _signal.SIG_DFL)
-    log_event("stopped", abandoned=stopped[0] if stopped else 0)
+        pool.shutdown()
+    abandoned = stopped[0] if stopped else 0
+    log_event("stopped", abandoned=abandoned)
+    if abandoned and _threading_owned_by_a_worker():
+        _exit_now(0)
     return 0
+
+
+def _threading_owned_by_a_worker():
+    """True when `threading` was first imported on a pool thread (a handler importing logging, an
+    async body run with asyncio.run, ...): threading then takes that thread for the main thread,
+    and interpreter exit waits for it."""
+    import sys
+
+    threading = sys.modules.get("threading")
+    return threading is not None and threading.main_thread().ident != _thread.get_ident()
+
+
+def _exit_now(code):
+    """Exit although a handler abandoned past the drain deadline is still running and exit would
+    wait for its thread: run the atexit handlers and flush, then leave without joining it."""
+    import atexit
+    import os
+    import sys
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _serve_asyncio(app, kind, is_async, cfg, resume_gc):

@@ -31,7 +31,12 @@ def container_env(sdk, docker_client, tmp_path_factory):
     share.chmod(stat.S_IRWXU | stat.S_IRWXG | stat.S_IRWXO)
     yield {**os.environ, "FORGE_RUNTIME_SERVER_CMD": RUNNER, "FORGE_TEST_SHARE": str(share),
            "FORGE_BUILT_DIR": str(tmp_path_factory.mktemp("built"))}
+    # A server that outlived its test (killed client) would hold on to the machine: none may remain.
+    leftovers = docker_client.containers.list(all=True, filters={"label": "forge-runtime-test=1"})
+    for c in leftovers:
+        c.remove(force=True)
     subprocess.run(["rm", "-rf", str(share)], check=False)
+    assert not leftovers, [c.name for c in leftovers]
 
 
 def test_server_suite_against_containers(container_env):

@@ -509,6 +509,29 @@ def test_drain_deadline_abandons_stuck_requests_and_exits_0(start_server, tmp_pa
     assert '"abandoned":1' in srv.stderr()
 
 
+@pytest.mark.parametrize("path", ["/astream", "/import-logging"])
+def test_exit_0_after_threading_was_first_imported_by_a_handler(start_server, path):
+    # threading imported on a worker thread (asyncio.run for an async body, a lazy import of
+    # logging) takes that worker for the main thread; exit then waits for it, so it must end.
+    srv = start_server("handler_app:app", env={"FORGE_LOOP": "lean"})
+    assert request(srv.port, "GET", path)[0] == 200
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(15) == 0
+
+
+def test_exit_0_past_the_drain_deadline_when_the_stuck_handler_owns_threading(start_server, tmp_path):
+    srv = start_server("handler_app:app", env={"FORGE_LOOP": "lean", "FORGE_DRAIN_SECONDS": "0.3"})
+    started, release = tmp_path / "started", tmp_path / "release"
+    s = connect(srv.port, timeout=30)
+    s.sendall(build_request("GET", f"/block?started={started}&release={release}&limit=60&import_threading=1"))
+    while not started.exists():
+        pass
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(15) == 0
+    s.close()
+    assert '"abandoned":1' in srv.stderr()
+
+
 def test_lean_loop_does_not_import_asyncio_or_logging(start_server):
     srv = start_server("handler_app:app", env={"FORGE_LOOP": "auto"})
     status, _, data = request(srv.port, "GET", "/modules")

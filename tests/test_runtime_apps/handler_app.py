@@ -56,6 +56,10 @@ def app(request):
             yield {"event": "second", "data": "2"}
 
         return Response.sse(events())
+    if path == "/import-logging":
+        import logging  # imports threading on this worker thread, as a lazy import in a handler does
+
+        return logging.__name__
     if path == "/astream":
         # An async iterator body from a sync handler: driven on the worker thread.
         async def gen():
@@ -64,6 +68,8 @@ def app(request):
 
         return Response.stream(gen(), content_type="text/plain")
     if path == "/block":
+        if q.get("import_threading"):
+            import threading  # noqa: F401  (first imported here, on a worker thread)
         # Announce that the request is in the handler, then wait for the test's go-ahead file.
         with open(q["started"], "w") as f:
             f.write("started")

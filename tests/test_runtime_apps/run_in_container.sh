@@ -37,4 +37,6 @@ if [ -n "${FORGE_TEST_SHARE:-}" ]; then
 fi
 # Host networking: the server sees clients as 127.0.0.1, as the tests expect (with -p it would
 # see the bridge gateway); the image, rootfs and user are unchanged.
-exec docker run --rm --read-only --user 65532 --network host "${envs[@]}" "${mounts[@]}" "$tag"
+# The label lets the tests remove a container whose `docker run` client was killed.
+exec docker run --rm --read-only --user 65532 --network host --label forge-runtime-test=1 \
+  "${envs[@]}" "${mounts[@]}" "$tag"
