@@ -416,10 +416,13 @@ class ThreadPool:
         self._count = 0
         self._idle = 0
         self._lock = _thread.allocate_lock()
+        self._closed = False
 
     def submit(self, fn, *args):
         spawn = False
         with self._lock:
+            if self._closed:
+                raise RuntimeError("forge_runtime: the handler thread pool is shut down")
             if self._idle:
                 self._idle -= 1
             elif self._count < self._size:
@@ -434,7 +437,8 @@ class ThreadPool:
         threads, which interpreter exit never waits for, except one that imported `threading`
         first: threading takes that thread for the main thread, and exit joins it."""
         with self._lock:
-            workers, self._size = self._count, 0
+            self._closed = True
+            workers = self._count
         for _ in range(workers):
             self._q.put((None, ()))
 

@@ -71,26 +71,37 @@ def _serve_lean(app, kind, cfg, resume_gc):
         for _name, sig in _SIGNALS:
             _signal.signal(sig, _signal.SIG_DFL)
         pool.shutdown()
-    abandoned = stopped[0] if stopped else 0
-    log_event("stopped", abandoned=abandoned)
-    if abandoned and _threading_owned_by_a_worker():
+    log_event("stopped", abandoned=stopped[0] if stopped else 0)
+    if _worker_holding_the_exit():
         _exit_now(0)
     return 0
 
 
-def _threading_owned_by_a_worker():
+# How long the exit waits for the worker that owns `threading` once the pool was told to stop: an
+# idle one ends at once; one still running a handler is past the drain deadline, so abandoned.
+_OWNER_GRACE_SECONDS = 0.5
+
+
+def _worker_holding_the_exit():
     """True when `threading` was first imported on a pool thread (a handler importing logging, an
-    async body run with asyncio.run, ...): threading then takes that thread for the main thread,
-    and interpreter exit waits for it."""
+    async body run with asyncio.run, ...) and that thread is still running a handler. threading
+    takes such a thread for the main thread, and interpreter exit would wait for it forever. The
+    thread is asked, not the connections: a client that reset its connection leaves a stuck
+    handler that the drain no longer counts."""
     import sys
 
     threading = sys.modules.get("threading")
-    return threading is not None and threading.main_thread().ident != _thread.get_ident()
+    if threading is None or threading.main_thread().ident == _thread.get_ident():
+        return False
+    owner = threading.main_thread()
+    owner.join(_OWNER_GRACE_SECONDS)
+    return owner.is_alive()
 
 
 def _exit_now(code):
-    """Exit although a handler abandoned past the drain deadline is still running and exit would
-    wait for its thread: run the atexit handlers and flush, then leave without joining it."""
+    """Exit without joining a handler thread abandoned past the drain deadline: run the atexit
+    handlers, flush, leave. (threading's own exit hooks and the interpreter's finalisation are
+    skipped: they would wait for that thread.)"""
     import atexit
     import os
     import sys
@@ -99,7 +110,7 @@ def _exit_now(code):
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except Exception:  # a closed, replaced or missing stream must not block the exit
             pass
     os._exit(code)
 

@@ -32,7 +32,7 @@ def container_env(sdk, docker_client, tmp_path_factory):
     yield {**os.environ, "FORGE_RUNTIME_SERVER_CMD": RUNNER, "FORGE_TEST_SHARE": str(share),
            "FORGE_BUILT_DIR": str(tmp_path_factory.mktemp("built"))}
     # A server that outlived its test (killed client) would hold on to the machine: none may remain.
-    leftovers = docker_client.containers.list(all=True, filters={"label": "forge-runtime-test=1"})
+    leftovers = docker_client.containers.list(all=True, filters={"label": f"forge-runtime-test={share.name}"})
     for c in leftovers:
         c.remove(force=True)
     subprocess.run(["rm", "-rf", str(share)], check=False)
@@ -53,7 +53,11 @@ def test_server_suite_against_containers(container_env):
         env=container_env, capture_output=True, text=True, timeout=1500, cwd=HERE.parent)
     tail = proc.stdout[-4000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, tail
-    assert " passed" in proc.stdout and "failed" not in proc.stdout.splitlines()[-1], tail
+    summary = proc.stdout.strip().splitlines()[-1]
+    # Everything selected ran and passed: nothing skipped, and only the left-out tests deselected.
+    assert " passed" in summary and not any(w in summary for w in ("failed", "skipped", "error")), tail
+    deselected = int(summary.split(" deselected")[0].rsplit(" ", 1)[-1]) if "deselected" in summary else 0
+    assert deselected == 4, summary  # test_cli_usage_errors + test_examples[hello, asgi, wsgi]
 
 
 def test_sigterm_with_request_in_flight_in_container(container_env, tmp_path):

@@ -5,7 +5,10 @@ point these tests at a forge-built binary). Plain-handler tests run on both loop
 import json
 import os
 import signal
+import socket
+import struct
 import threading
+import time
 
 import pytest
 
@@ -495,10 +498,12 @@ def test_signal_drains_in_flight_request_and_exits_0(start_server, loop_name, tm
     assert '"event":"draining"' in srv.stderr()
 
 
-@pytest.mark.parametrize("owns_threading", [False, True], ids=["plain", "handler-imported-threading"])
-def test_drain_deadline_abandons_stuck_requests_and_exits_0(start_server, tmp_path, owns_threading):
+@pytest.mark.parametrize("owns_threading, client_gone", [(False, False), (True, False), (True, True)],
+                         ids=["plain", "handler-imported-threading", "handler-imported-threading-client-gone"])
+def test_drain_deadline_abandons_stuck_requests_and_exits_0(start_server, tmp_path, owns_threading, client_gone):
     # owns_threading: the stuck handler imported threading first, so threading takes its thread for
-    # the main thread and a plain interpreter exit would wait for it.
+    # the main thread and a plain interpreter exit would wait for it. client_gone: the client reset
+    # its connection first, so the drain has no connection left to count as abandoned.
     srv = start_server("handler_app:app", env={"FORGE_DRAIN_SECONDS": "0.3", "FORGE_LOOP": "lean"})
     started, release = tmp_path / "started", tmp_path / "release"
     s = connect(srv.port, timeout=30)
@@ -506,11 +511,16 @@ def test_drain_deadline_abandons_stuck_requests_and_exits_0(start_server, tmp_pa
     s.sendall(build_request("GET", f"/block?started={started}&release={release}&limit=60{extra}"))
     while not started.exists():
         pass
+    if client_gone:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+        s.close()
+        time.sleep(0.2)
     srv.signal(signal.SIGTERM)
     assert srv.wait(30) == 0
-    assert Reader(s).at_eof(timeout=5)
-    s.close()
-    assert '"abandoned":1' in srv.stderr()
+    if not client_gone:
+        assert Reader(s).at_eof(timeout=5)
+        s.close()
+        assert '"abandoned":1' in srv.stderr()
 
 
 @pytest.mark.parametrize("path", ["/astream", "/import-logging"])

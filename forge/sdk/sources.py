@@ -133,19 +133,29 @@ def _apt_config(cache: Path) -> list[str]:
             "-o", "APT::Sandbox::User=root"]
 
 
-def _apt_versions_carrying(src: Source, opts: list[str], log) -> list[str]:
-    """Versions of src.debian_package whose source record lists the pinned file by its sha256.
-    A security suite can index a version whose files its mirror does not serve, while an older
-    revision in the main suite carries the identical .orig; each one is tried in turn."""
-    out = subprocess.run(["apt-cache", *opts, "showsrc", src.debian_package],
-                         capture_output=True, text=True, check=False).stdout
+def versions_carrying(showsrc: str, src: Source) -> list[str]:
+    """Versions of src.debian_package, in `apt-cache showsrc` output (deb822 records separated by
+    blank lines), whose record lists the pinned file by its sha256."""
     versions: list[str] = []
-    for record in out.split("\n\n"):
+    for record in showsrc.split("\n\n"):
         fields = dict(line.split(": ", 1) for line in record.splitlines()
                       if ": " in line and not line.startswith(" "))
         version = fields.get("Version")
-        if version and f" {src.sha256} " in record and version not in versions:
+        if (fields.get("Package") == src.debian_package and version
+                and f" {src.sha256} " in record and version not in versions):
             versions.append(version)
+    return versions
+
+
+def _apt_versions_carrying(src: Source, opts: list[str], log) -> list[str]:
+    """A security suite can index a version whose files its mirror does not serve, while an older
+    revision in the main suite carries the identical .orig: each version carrying it is tried."""
+    try:
+        out = subprocess.run(["apt-cache", *opts, "showsrc", src.debian_package],
+                             capture_output=True, check=False).stdout.decode("utf-8", "replace")
+    except OSError:
+        out = ""
+    versions = versions_carrying(out, src)
     log.write(f"[forge] apt versions of {src.debian_package} carrying {src.filename}: "
               f"{versions or 'none'}\n".encode())
     log.flush()

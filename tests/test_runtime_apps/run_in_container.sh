@@ -32,11 +32,13 @@ done < <(env)
 # The server runs as 65532, so the (test-only) tree is opened to it first.
 mounts=()
 if [ -n "${FORGE_TEST_SHARE:-}" ]; then
-  chmod -R a+rwX "$FORGE_TEST_SHARE"
+  chmod -R a+rwX "$FORGE_TEST_SHARE" 2>/dev/null || true  # files the server made stay its own
   mounts=(-v "$FORGE_TEST_SHARE:$FORGE_TEST_SHARE")
 fi
 # Host networking: the server sees clients as 127.0.0.1, as the tests expect (with -p it would
 # see the bridge gateway); the image, rootfs and user are unchanged.
-# The label lets the tests remove a container whose `docker run` client was killed.
-exec docker run --rm --read-only --user 65532 --network host --label forge-runtime-test=1 \
+# The label (one value per test session: its share) lets that session find and remove a container
+# whose `docker run` client was killed, without touching another session's on the same daemon.
+label=forge-runtime-test=$(basename "${FORGE_TEST_SHARE:-none}")
+exec docker run --rm --read-only --user 65532 --network host --label "$label" \
   "${envs[@]}" "${mounts[@]}" "$tag"
