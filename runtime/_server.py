@@ -187,7 +187,7 @@ class Server:
             elif now >= conn.deadline or self.draining:
                 conn.close()
         if self.draining:
-            active = any(c.busy or c.reading for c in self.conns if not c.closed)
+            active = any(c.busy or c.reading or c.sending() for c in self.conns if not c.closed)
             if not active or now >= self._drain_deadline:
                 self._finish_drain()
                 return
@@ -202,7 +202,7 @@ class Server:
             return
         self.draining = True
         self._drain_deadline = time.monotonic() + self.config.drain_seconds
-        in_flight = sum(1 for c in self.conns if c.busy or c.reading)
+        in_flight = sum(1 for c in self.conns if c.busy or c.reading or c.sending())
         log_event("draining", signal=signame, in_flight=in_flight, drain_seconds=self.config.drain_seconds)
         if self._close_listener is not None:
             try:
@@ -218,13 +218,14 @@ class Server:
 
     def _finish_drain(self):
         left = [c for c in self.conns if not c.closed]
+        unfinished = sum(1 for c in left if c.busy or c.sending())
         for conn in left:
             conn.abort()
         if self.access_log is not None:
             self.access_log.flush()
         cb, self.on_drained = self.on_drained, None
         if cb is not None:
-            cb(len([c for c in left if c.busy]))
+            cb(unfinished)
 
 
 _LINGER_SECONDS = 2.0
@@ -395,6 +396,11 @@ class HttpConnection:
             self.transport.close()
             return
         self.deadline = time.monotonic() + _LINGER_SECONDS
+
+    def sending(self):
+        """A finished response may still sit in the transport's buffer (a slow client): the drain
+        waits for it, and close() flushes it before closing."""
+        return not self.closed and self.transport is not None and self.transport.get_write_buffer_size() > 0
 
     def close(self):
         self.dead = True

@@ -498,6 +498,22 @@ def test_signal_drains_in_flight_request_and_exits_0(start_server, loop_name, tm
     assert '"event":"draining"' in srv.stderr()
 
 
+def test_drain_finishes_sending_a_response_still_in_the_buffer(start_server, loop_name):
+    # The handler is done, but most of its 20 MB still sits in the server's write buffer because the
+    # client has not read yet: the drain must wait for it (before, it exited and cut it off at ~4 MB).
+    srv = start_server("handler_app:app", env={"FORGE_LOOP": loop_name, "FORGE_DRAIN_SECONDS": "20"})
+    s = connect(srv.port, timeout=30)
+    s.sendall(build_request("GET", "/big?n=20000000"))
+    time.sleep(0.5)
+    srv.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    status, _, body, _ = Reader(s).read_response()
+    assert status == 200 and len(body) == 20_000_000 and set(body) == {ord("x")}
+    s.close()
+    assert srv.wait(30) == 0
+    assert '"abandoned":0' in srv.stderr()
+
+
 @pytest.mark.parametrize("owns_threading, client_gone", [(False, False), (True, False), (True, True)],
                          ids=["plain", "handler-imported-threading", "handler-imported-threading-client-gone"])
 def test_drain_deadline_abandons_stuck_requests_and_exits_0(start_server, tmp_path, owns_threading, client_gone):
