@@ -187,7 +187,7 @@ class Server:
             elif now >= conn.deadline or self.draining:
                 conn.close()
         if self.draining:
-            active = any(c.busy or c.reading or c.sending() for c in self.conns if not c.closed)
+            active = any(c.in_flight() for c in self.conns if not c.closed)
             if not active or now >= self._drain_deadline:
                 self._finish_drain()
                 return
@@ -202,7 +202,7 @@ class Server:
             return
         self.draining = True
         self._drain_deadline = time.monotonic() + self.config.drain_seconds
-        in_flight = sum(1 for c in self.conns if c.busy or c.reading or c.sending())
+        in_flight = sum(1 for c in self.conns if c.in_flight())
         log_event("draining", signal=signame, in_flight=in_flight, drain_seconds=self.config.drain_seconds)
         if self._close_listener is not None:
             try:
@@ -396,6 +396,11 @@ class HttpConnection:
             self.transport.close()
             return
         self.deadline = time.monotonic() + _LINGER_SECONDS
+
+    def in_flight(self):
+        """What the drain waits for: a request being read, handled or streamed, or its response
+        still being sent."""
+        return self.busy or self.reading or self.sending()
 
     def sending(self):
         """A finished response may still sit in the transport's buffer (a slow client): the drain
