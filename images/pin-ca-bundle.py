@@ -11,22 +11,16 @@ base layer, and so every forge image digest: do it in a commit of its own.
 
 import hashlib
 import json
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
+
+from forge.image.rootfs import certifi_cacert
 
 here = Path(__file__).resolve().parent
 
 
 def main(version: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                        "-d", tmp, f"certifi=={version}"], check=True)
-        wheel = next(Path(tmp).glob("certifi-*.whl"))
-        with zipfile.ZipFile(wheel) as zf:
-            pem = zf.read("certifi/cacert.pem")
+    pem = certifi_cacert(version)
     lock_path = here / "base.lock.json"
     lock = json.loads(lock_path.read_text())
     entry = lock["ca-certificates"]

@@ -20,7 +20,6 @@ def test_apt_route_fetches_the_pinned_orig_into_a_fresh_cache(tmp_path):
     assert sorted(p.name for p in (tmp_path / "sources").iterdir()) == [ZLIB.filename]
 
 
-
 SHOWSRC = f"""Package: zlib
 Version: 1:1.2.13.dfsg-1
 Checksums-Sha256:

@@ -35,6 +35,21 @@ NONROOT_HOME = "/home/nonroot"
 SHARED_LAYER_EPOCH = 0
 
 
+def certifi_cacert(version: str) -> bytes:
+    """certifi/cacert.pem of that exact certifi release, from its wheel on PyPI (via pip): what the
+    base rootfs's CA bundle is pinned to (images/pin-ca-bundle.py writes it, the tests compare)."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                        "-d", tmp, f"certifi=={version}"], check=True)
+        with zipfile.ZipFile(next(Path(tmp).glob("certifi-*.whl"))) as zf:
+            return zf.read("certifi/cacert.pem")
+
+
 def images_dir() -> Path:
     """images/ of the forge checkout; in an installed (non-editable) forge, the forge_images package
     pyproject.toml makes of it. FORGE_IMAGES_DIR overrides both."""
