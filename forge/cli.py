@@ -4,8 +4,10 @@ paragraph on stderr and the error class's exit code."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -15,10 +17,33 @@ from rich.markup import escape
 from forge import __version__, console, errors
 from forge.sdk import sources as srcs
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Help is click's plain formatter (rich_markup_mode=None) on purpose: it shows flags as flags and
+# choices as a|b on every typer release; typer 0.2x's rich panels label every flag `<bool>`.
+HELP = dict(no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, **HELP,
                   help="Compile Python edge workloads into tiny, fully static native artifacts.")
-toolchain = typer.Typer(no_args_is_help=True, help="Build and inspect the static musl CPython SDK.")
+toolchain = typer.Typer(**HELP, help="Build and inspect the static musl CPython SDK.")
 app.add_typer(toolchain, name="toolchain")
+
+
+# Choices are Enums, so help lists them and a bad value is click's usage error (exit 2).
+class ImageFormat(str, Enum):
+    oci = "oci"
+    docker_archive = "docker-archive"
+
+
+class Compression(str, Enum):
+    gzip = "gzip"
+    zstd = "zstd"
+
+
+class Target(str, Enum):
+    native = "native"
+    wasm = "wasm"
+
+
+def _value(choice: Optional[Enum]) -> Optional[str]:
+    return None if choice is None else choice.value
 
 
 def _version(value: bool) -> None:
@@ -94,24 +119,24 @@ def toolchain_clean(sources: bool = typer.Option(False, "--sources", help="Also 
 
 @app.command("build")
 def build_cmd(
-    src: Path = typer.Argument(..., help="A .py file, or a project directory with \\[tool.forge] entry."),
+    src: Path = typer.Argument(..., metavar="SRC", help="A .py file, or a project directory with [tool.forge] entry."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output directory (default dist/NAME)."),
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Image name:tag (default NAME:latest)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="oci (layout directory) or docker-archive."),
-    compression: Optional[str] = typer.Option(None, "--compression", help="Layer compression: gzip or zstd."),
+    fmt: Optional[ImageFormat] = typer.Option(None, "--format", help="oci (layout directory) or docker-archive."),
+    compression: Optional[Compression] = typer.Option(None, "--compression", help="Layer compression."),
     load: bool = typer.Option(False, "--load", help="Load the image into the local Docker engine."),
     python: Optional[str] = typer.Option(None, "--python", envvar="FORGE_PYTHON", help="SDK Python version."),
     build_sdk: bool = typer.Option(False, "--build-sdk", help="Build the SDK first if it is missing."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompile even if the build cache has it."),
-    target: Optional[str] = typer.Option(None, "--target",
+    target: Optional[Target] = typer.Option(None, "--target",
                                          help="native (static x86_64 binary + image) or wasm (wasm32-wasi module)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Compile a workload into a fully static binary and a reproducible FROM scratch image."""
     from forge.build import build, options_from
 
-    opts = options_from(src, output=output, tag=tag, format=fmt, compression=compression,
-                        load=load, python=python, build_sdk=build_sdk, use_cache=not no_cache, target=target)
+    opts = options_from(src, output=output, tag=tag, format=_value(fmt), compression=_value(compression),
+                        load=load, python=python, build_sdk=build_sdk, use_cache=not no_cache, target=_value(target))
     summary = build(opts)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -131,13 +156,23 @@ def build_cmd(
                       + (" (compile cached)" if summary["cached_compile"] else ""))
 
 
+def _check_variants(value: Optional[str]) -> Optional[str]:
+    from forge.bench.run import parse_variants
+
+    try:
+        parse_variants(value)
+    except errors.ConfigError as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value
+
+
 @app.command("bench")
 def bench_cmd(
-    src: Path = typer.Argument(Path("examples/hello"), help="A workload, or a forge build output directory."),
+    src: Path = typer.Argument(Path("examples/hello"), metavar="SRC", help="A workload, or a forge build output directory."),
     runs: int = typer.Option(10, "--runs", "-n", help="Measured runs per variant (after one warm-up run)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results directory (default PROJECT/.forge/bench)."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json on stdout."),
-    variants: Optional[str] = typer.Option(None, "--variants",
+    variants: Optional[str] = typer.Option(None, "--variants", callback=_check_variants,
                                            help="Comma-separated: forge,cpython,nuitka,pyinstaller,floor,wasm (default all)."),
     budget: bool = typer.Option(False, "--budget", help="Only the forge binary's cold-start budget."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild forge (no compile cache) and the baselines."),
@@ -162,16 +197,16 @@ def bench_cmd(
     console.out.print(budget_markdown(doc) if budget else markdown(doc), markup=False)
 
 
-deploy_app = typer.Typer(no_args_is_help=True, help="Generate a deployment project for an edge platform.")
+deploy_app = typer.Typer(**HELP, help="Generate a deployment project for an edge platform.")
 app.add_typer(deploy_app, name="deploy")
-ci_app = typer.Typer(no_args_is_help=True, help="Generate a CI workflow that builds, pushes and deploys.")
+ci_app = typer.Typer(**HELP, help="Generate a CI workflow that builds, pushes and deploys.")
 app.add_typer(ci_app, name="ci")
 
 
 @app.command("push")
 def push_cmd(
-    out: Path = typer.Argument(..., help="A forge build output: its directory, an OCI image layout or a docker archive."),
-    ref: str = typer.Argument(..., help="Where to push: [registry[:port]/]repository[:tag] (tag default: latest)."),
+    out: Path = typer.Argument(..., metavar="OUT", help="A forge build output: its directory, an OCI image layout or a docker archive."),
+    ref: str = typer.Argument(..., metavar="REF", help="Where to push: [registry[:port]/]repository[:tag] (tag default: latest)."),
     insecure: bool = typer.Option(False, "--insecure",
                                   help="Plain HTTP; only for a registry on this machine (localhost, 127.0.0.0/8, ::1)."),
 ) -> None:
@@ -197,7 +232,7 @@ def deploy_cloudflare_cmd(
                                                help="Read the image from this forge build output (not the registry)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write (default PROJECT/deploy/cloudflare)."),
     force: bool = typer.Option(False, "--force", help="Overwrite files you changed since forge wrote them."),
-    project: Path = typer.Option(Path("."), "--project", help="The forge project (\\[tool.forge.cloudflare] settings)."),
+    project: Path = typer.Option(Path("."), "--project", help="The forge project ([tool.forge.cloudflare] settings)."),
     insecure: bool = typer.Option(False, "--insecure", help="Read --image over plain HTTP (loopback registries only)."),
 ) -> None:
     """Write a Cloudflare Containers project (wrangler.jsonc, Worker, package.json) for the image."""
@@ -224,7 +259,7 @@ def deploy_cloudflare_cmd(
 
 @deploy_app.command("workers")
 def deploy_workers_cmd(
-    target: str = typer.Option("wasm", "--target", help="What the Worker runs: wasm (the only choice on Workers)."),
+    target: Target = typer.Option(Target.wasm, "--target", help="What the Worker runs: wasm (the only one Workers run)."),
     from_output: Optional[Path] = typer.Option(None, "--from",
                                                help="A `forge build --target wasm` output (default: build the project)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write (default PROJECT/deploy/workers)."),
@@ -234,7 +269,7 @@ def deploy_workers_cmd(
     """Write a Cloudflare Workers project that runs the workload's wasm module (WASI shim, wrangler.toml)."""
     from forge.deploy.workers import FREE_LIMIT, PAID_LIMIT, generate
 
-    r = generate(project, target=target, from_output=from_output, out_dir=output, force=force)
+    r = generate(project, target=target.value, from_output=from_output, out_dir=output, force=force)
     for w in r.warnings:
         console.warn(w)
     mb = 1000 * 1000
@@ -276,6 +311,72 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+def _debug() -> bool:
+    return os.environ.get("FORGE_DEBUG", "") not in ("", "0")
+
+
+def _click_exception_classes() -> tuple[type, ...]:
+    """ClickException of the click that typer runs on: typer 0.2x vendors it as `typer._click`,
+    older releases import the `click` package. Neither is imported here unless typer did."""
+    import typer.main
+
+    found = []
+    for mod in (getattr(typer.main, "_click", None), getattr(typer.main, "click", None),
+                sys.modules.get("typer._click"), sys.modules.get("click")):
+        cls = getattr(getattr(mod, "exceptions", None), "ClickException", None)
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    if isinstance(exc, _click_exception_classes()):
+        return True
+    # Any other click: its exceptions keep the ClickException protocol (show(), exit_code).
+    return (any(c.__name__ == "ClickException" for c in type(exc).__mro__)
+            and callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int))
+
+
+def _crash_log(exc: BaseException) -> Path | None:
+    """Write the traceback of an unexpected error to FORGE_CACHE/logs/crash/; its path, or None."""
+    import platform
+    import tempfile
+    import time
+    import traceback
+
+    text = (f"forge {__version__}, Python {platform.python_version()}, typer {getattr(typer, '__version__', '?')}\n"
+            f"command: {' '.join(['forge', *sys.argv[1:]])}\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    name = f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    from forge.cache import cache_root
+
+    for make_dir in (lambda: cache_root() / "logs" / "crash", lambda: Path(tempfile.gettempdir())):
+        try:
+            d = make_dir()
+            d.mkdir(parents=True, exist_ok=True)
+            (d / name).write_text(text)
+            return d / name
+        except Exception:
+            continue
+    return None
+
+
+def _internal_error(exc: BaseException) -> None:
+    import traceback
+
+    log = _crash_log(exc)
+    if _debug():
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    where = f"The traceback is in {log}" if log else "The traceback could not be written to a log file"
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    err = errors.InternalError(
+        f"forge stopped on an unexpected {what}. This is a bug in forge, not in your input. {where}; please "
+        f"report it to forge's maintainers (open an issue with that file and the command you ran). "
+        f"FORGE_DEBUG=1 prints the traceback here too.")
+    console.err.print(f"[bold red]error:[/] [bold]{err.title}[/]: {escape(err.message)}", soft_wrap=True)
+    sys.exit(err.exit_code)
+
+
 def main() -> None:
     import signal
 
@@ -288,6 +389,10 @@ def main() -> None:
                 console.err.print("[bold red]interrupted[/]")
             sys.exit(rc)
     except errors.ForgeError as exc:
+        if _debug():
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
         console.err.print(f"[bold red]error:[/] [bold]{exc.title}[/]: {escape(exc.message)}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -297,10 +402,8 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        if _is_usage_error(exc):   # click's usage errors: the usage line, one line of error, exit 2
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        _internal_error(exc)

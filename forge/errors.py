@@ -171,6 +171,18 @@ class BenchFailed(ForgeError):
     title = "benchmark failed"
 
 
+class BenchDependencyMissing(ForgeError):
+    exit_code = 51
+    title = "forge bench needs its extra"
+
+
+# --- forge itself (70: sysexits' EX_SOFTWARE) ------------------------------------------------------
+class InternalError(ForgeError):
+    """Not raised by forge's code: the CLI wraps an unexpected exception in it (a bug in forge)."""
+    exit_code = 70
+    title = "internal error"
+
+
 # --- the wasm target (80-89) -----------------------------------------------------------------------
 class WasmToolchainUnavailable(ForgeError):
     exit_code = 80

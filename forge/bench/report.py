@@ -133,6 +133,20 @@ SCALE = {"image_size_compressed": (2**20, "MiB"), "image_size_uncompressed": (2*
          "idle_rss_kb": (1024, "MiB"), "peak_rss_kb": (1024, "MiB")}
 
 
+def require_chart_libraries() -> None:
+    """Fail before a bench measures anything if the charts (written last) could not be drawn."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        from forge import errors
+
+        raise errors.BenchDependencyMissing(
+            "forge bench draws results.png and results.svg with matplotlib, which is not installed in this "
+            "environment (it is an optional extra, not needed to build). Install it with "
+            "pip install 'forge[bench]' (in a clone: pip install -c constraints.txt -e '.[bench]'), then run "
+            "forge bench again; forge bench --budget needs no charts.")
+
+
 def charts(doc: dict, out_dir: Path) -> None:
     """results.png and results.svg: one panel per figure, bars at the median, whiskers min–max."""
     import matplotlib

@@ -301,6 +301,7 @@ def run_bench(opts: BenchOptions) -> dict:
     from forge.bench import report
     from forge.bench.budget import cold_start_budget
 
+    report.require_chart_libraries()   # first: the charts are written after every measurement
     if opts.runs < 1:
         raise errors.ConfigError(f"--runs must be at least 1, not {opts.runs}.")
     started = time.monotonic()
