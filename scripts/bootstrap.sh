@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up everything forge needs on this machine, idempotently:
 #   - system packages (Debian/Ubuntu: installed with apt-get; elsewhere: named precisely),
-#   - a virtualenv in .venv with forge and its test dependencies.
+#   - a virtualenv in .venv with forge (and, with --test, its test dependencies), at the versions
+#     pinned in constraints.txt: the set the test suite passed with (docs/development.md).
 # Usage: scripts/bootstrap.sh [--test]   (--test adds what the test suite needs: Docker, registry, wrk)
+# FORGE_VENV=DIR puts the virtualenv elsewhere (tests/test_cli_usage.py installs one the README's way).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 want_test=0
@@ -10,7 +12,7 @@ want_test=0
 
 # command -> Debian package providing it
 declare -A need=([musl-gcc]=musl-tools [tclsh]=tcl [make]=make [patch]=patch [gcc]=gcc
-                 [strip]=binutils [patchelf]=patchelf [file]=file [openssl]=openssl [debootstrap]=debootstrap [pkg-config]=pkg-config [xz]=xz-utils [bzip2]=bzip2 [curl]=curl)
+                 [strip]=binutils [patchelf]=patchelf [file]=file [openssl]=openssl [debootstrap]=debootstrap [pkg-config]=pkg-config [autoreconf]=autoconf [aclocal]=automake [libtoolize]=libtool [xz]=xz-utils [bzip2]=bzip2 [curl]=curl)
 if [ $want_test = 1 ]; then
   need+=([dockerd]=docker.io [docker-registry]=docker-registry [wrk]=wrk [htpasswd]=apache2-utils
          [node]=nodejs [npm]=npm)
@@ -35,9 +37,11 @@ fi
 py=${PYTHON:-python3}
 "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "[bootstrap] forge needs Python >= 3.11 to run ($py is $("$py" -V 2>&1)); set PYTHON=python3.11" >&2; exit 3; }
-if [ ! -x "$here/.venv/bin/python" ]; then
-  "$py" -m venv "$here/.venv"
+venv=${FORGE_VENV:-$here/.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  "$py" -m venv "$venv"
 fi
 extra=""; [ $want_test = 1 ] && extra="[test]"
-"$here/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here$extra" 2> >(grep -v "is ignored: it is neither" >&2)
-echo "[bootstrap] ready: $here/.venv/bin/forge"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$here/constraints.txt" -e "$here$extra" \
+  2> >(grep -v "is ignored: it is neither" >&2)
+echo "[bootstrap] ready: $venv/bin/forge"
