@@ -59,7 +59,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 PYTHON_OPT = typer.Option(srcs.DEFAULT_PYTHON, "--python", envvar="FORGE_PYTHON",
-                          help="CPython version of the SDK (minor, e.g. 3.11).")
+                          help=f"CPython version of the SDK: {srcs.supported_versions()}.")
 
 
 @toolchain.command("build")
@@ -337,6 +337,29 @@ def _is_usage_error(exc: BaseException) -> bool:
             and callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int))
 
 
+def _with_usage(exc: BaseException) -> None:
+    """Some usage errors come from click's parser without a context (`Option '--tag' requires an
+    argument.`), so they would print no usage line: give them the context of the command argv names."""
+    if not hasattr(exc, "ctx") or exc.ctx is not None:
+        return
+    try:
+        import typer.main
+
+        cmd = typer.main.get_command(app)
+        ctx = cmd.context_class(cmd, info_name="forge", resilient_parsing=True)
+        for arg in sys.argv[1:]:
+            sub = getattr(cmd, "commands", {}).get(arg)
+            if sub is None:
+                if arg.startswith("-"):
+                    continue
+                break
+            cmd = sub
+            ctx = cmd.context_class(cmd, info_name=arg, parent=ctx, resilient_parsing=True)
+        exc.ctx, exc.cmd = ctx, cmd
+    except Exception:
+        pass   # the error still shows, without its usage line
+
+
 def _crash_log(exc: BaseException) -> Path | None:
     """Write the traceback of an unexpected error to FORGE_CACHE/logs/crash/; its path, or None."""
     import platform
@@ -382,7 +405,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        rc = app(standalone_mode=False)
+        rc = app(prog_name="forge", standalone_mode=False)
         # Non-standalone typer returns (not raises) the exit code of an interrupted command.
         if isinstance(rc, int) and rc:
             if rc == 130:
@@ -404,6 +427,7 @@ def main() -> None:
         sys.exit(1)
     except Exception as exc:
         if _is_usage_error(exc):   # click's usage errors: the usage line, one line of error, exit 2
+            _with_usage(exc)
             exc.show()
             sys.exit(exc.exit_code)
         _internal_error(exc)
