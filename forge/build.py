@@ -20,7 +20,7 @@ from forge import __version__, analysis, console, deps, errors
 from forge.cache import cache_root, file_lock, staging_dir
 from forge.sbom import build_sbom
 from forge.sdk.layout import Sdk, find_sdk
-from forge.sdk.sources import DEFAULT_PYTHON
+from forge.sdk.sources import DEFAULT_PYTHON, select_python
 from forge.targets import Artifact, BuildInputs, get_target
 from forge.workload import Workload, resolve
 
@@ -54,7 +54,9 @@ def options_from(src: Path, **cli) -> BuildOptions:
         except (TypeError, ValueError):
             raise errors.ConfigError(f"SOURCE_DATE_EPOCH must be an integer, got {raw!r}.") from None
     merged = {k: v for k, v in cli.items() if v is not None}
-    for key in ("format", "compression", "python", "target", "tag"):
+    merged["python"] = select_python(merged.get("python"), tool.get("python"), w.requires_python,
+                                     str(w.project_dir / "pyproject.toml"))
+    for key in ("format", "compression", "target", "tag"):
         if key not in merged and key in tool:
             if not isinstance(tool[key], str):
                 raise errors.ConfigError(
@@ -192,11 +194,12 @@ def build(opts: BuildOptions) -> dict:
     if opts.target == "wasm" and opts.load:
         raise errors.ConfigError("--load loads an image into Docker; --target wasm builds a wasm module, no image.")
     tag = opts.tag or f"{w.name}:latest"
+    python = get_target(opts.target).sdk_python(opts.python)
     if opts.build_sdk:
         from forge.sdk.builder import build_sdk
-        sdk = build_sdk(opts.python)
+        sdk = build_sdk(python)
     else:
-        sdk = find_sdk(opts.python)
+        sdk = find_sdk(python)
     log_dir = cache_root() / "logs" / f"build-{w.name}"
     log_dir.mkdir(parents=True, exist_ok=True)
     for f in log_dir.glob("*.log"):

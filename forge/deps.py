@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from forge import errors
+from forge import errors, pip_python
 from forge.cache import cache_root, file_lock, staging_dir
 from forge.sdk.layout import Sdk
 from forge.workload import Workload
@@ -95,6 +95,10 @@ def install(w: Workload, sdk: Sdk, log: Path) -> DependencyEnv:
                         stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=w.project_dir)
                 if proc.returncode != 0:
                     text = log.read_text(errors="replace")
+                    mismatch = pip_python.find_mismatch(text)
+                    if mismatch:
+                        raise errors.DependencyNeedsOtherPython(
+                            pip_python.explain(mismatch, sdk.version, log))
                     failed = re.findall(r"Failed to build ([\w.\-]+)|Building wheel for ([\w.\-]+) .*error",
                                         text)
                     names = sorted({a or b for a, b in failed})

@@ -23,6 +23,11 @@ class UnknownPythonVersion(ForgeError):
     title = "unknown Python version"
 
 
+class RequiresPythonUnsatisfiable(ForgeError):
+    exit_code = 19
+    title = "no supported Python satisfies requires-python"
+
+
 class SourceChecksumMismatch(ForgeError):
     exit_code = 11
     title = "source checksum mismatch"
@@ -82,6 +87,11 @@ class UnresolvedImport(ForgeError):
 class NativeExtensionDependency(ForgeError):
     exit_code = 23
     title = "dependency has C extension modules"
+
+
+class DependencyNeedsOtherPython(ForgeError):
+    exit_code = 28
+    title = "a dependency's Requires-Python excludes the SDK's Python"
 
 
 class DependencyInstallFailed(ForgeError):

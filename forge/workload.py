@@ -32,6 +32,7 @@ class Workload:
     requirements_file: Path | None = None  # requirements.txt, handed to pip as -r (options, -r, -e work)
     include: tuple[str, ...] = ()    # modules imported dynamically, from [tool.forge] include
     settings: dict = field(default_factory=dict, hash=False, compare=False)  # the [tool.forge] table
+    requires_python: str | None = None   # [project] requires-python: picks the SDK when nothing else does
 
     @property
     def module_path(self) -> Path:
@@ -144,7 +145,9 @@ def resolve(src: Path) -> Workload:
     if not isinstance(include, list) or not all(isinstance(i, str) for i in include):
         raise errors.ConfigError(f"[tool.forge] include must be a list of module names, got {include!r}.")
     requirements, requirements_file = _requirements(project_dir, pyproject)
-    w = Workload(project_dir, module, attr, name, requirements, requirements_file, tuple(include), tool)
+    requires_python = pyproject.get("project", {}).get("requires-python")
+    w = Workload(project_dir, module, attr, name, requirements, requirements_file, tuple(include), tool,
+                 requires_python if isinstance(requires_python, str) else None)
     if not w.module_path.is_file():
         raise errors.WorkloadNotFound(
             f"the entry module {module!r} was not found in {project_dir} (looked for "

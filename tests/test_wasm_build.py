@@ -34,7 +34,7 @@ def _replies(result):
 
 
 @pytest.fixture(scope="module")
-def hello(sdk, tmp_path_factory):
+def hello(wasm_host_sdk, tmp_path_factory):
     """examples/hello, compiled from scratch (--no-cache; the toolchain itself may be cached)."""
     return _build(HELLO, tmp_path_factory.mktemp("hello") / "out", "--no-cache")
 
@@ -95,7 +95,7 @@ def app(request):
 
 
 @pytest.fixture(scope="module")
-def probe(sdk, tmp_path_factory):
+def probe(wasm_host_sdk, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("probe")
     return _build(_project(tmp, "probe", PROBE), tmp / "out")
 
@@ -220,7 +220,7 @@ def test_random_state_differs_between_instances(probe):
     assert len(values) == 3
 
 
-def test_without_preinit(sdk, tmp_path):
+def test_without_preinit(wasm_host_sdk, tmp_path):
     """[tool.forge.wasm] preinit = false: a plain WASI command that starts CPython on every _start."""
     project = tmp_path / "hello"
     shutil.copytree(HELLO, project)
@@ -238,7 +238,7 @@ def test_without_preinit(sdk, tmp_path):
 # -- build errors -----------------------------------------------------------------------------------------
 
 
-def test_unsupported_import_is_a_build_error(sdk, tmp_path):
+def test_unsupported_import_is_a_build_error(wasm_host_sdk, tmp_path):
     project = _project(tmp_path, "net", """\
         import json
         import socket
@@ -253,7 +253,7 @@ def test_unsupported_import_is_a_build_error(sdk, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_failure_during_preinit_is_a_build_error(sdk, tmp_path):
+def test_failure_during_preinit_is_a_build_error(wasm_host_sdk, tmp_path):
     project = _project(tmp_path, "broken", """\
         CONFIG = {}
         PORT = CONFIG["port"]          # fails at import time, i.e. while the snapshot is taken
@@ -285,7 +285,7 @@ def test_signature_patch_is_what_the_generator_makes(tmp_path):
     assert proc.stderr.startswith("81 table entries fixed:")
 
 
-def test_wsgi_example_with_a_dependency(sdk, tmp_path):
+def test_wsgi_example_with_a_dependency(wasm_host_sdk, tmp_path):
     """examples/wsgi: Bottle (a third-party, pure-Python dependency) as a WSGI app on wasm32-wasi."""
     s = _build(ROOT / "examples" / "wsgi", tmp_path / "out")
     r = _replies(run(s["precompiled"], _lines({"path": "/"}, {"path": "/healthz"},

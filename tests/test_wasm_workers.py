@@ -21,7 +21,7 @@ HELLO = ROOT / "examples" / "hello"
 
 
 @pytest.fixture(scope="module")
-def build(sdk, tmp_path_factory):
+def build(wasm_host_sdk, tmp_path_factory):
     out = tmp_path_factory.mktemp("wasm") / "hello"
     r = run_forge("build", str(HELLO), "--target", "wasm", "-o", str(out), "--json", timeout=3600)
     assert r.returncode == 0, r.stderr[-4000:]

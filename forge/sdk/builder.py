@@ -29,7 +29,7 @@ from forge.sdk.layout import MANIFEST, REQUIRED_BUILTINS, Sdk, sdk_dir
 
 # Bump when the post-processing below changes what an SDK contains (the recipe, sources, patches
 # and pins are hashed directly).
-SDK_LAYOUT_VERSION = "3"
+SDK_LAYOUT_VERSION = "4"
 RECIPE_STAGES = ("zlib", "bzip2", "xz", "libffi", "sqlite", "libuuid", "openssl", "mimalloc", "cpython")
 
 
@@ -40,6 +40,15 @@ def _package_file(name: str) -> bytes:
 def _patches() -> list[tuple[str, bytes]]:
     folder = resources.files("forge.sdk").joinpath("patches")
     return sorted((p.name, p.read_bytes()) for p in folder.iterdir() if p.name.endswith(".patch"))
+
+
+def _wasm_host_files() -> list:
+    folder = resources.files("forge.sdk").joinpath("wasm-host")
+    return sorted(folder.iterdir(), key=lambda p: p.name)
+
+
+def _is_wasm_host(version: str) -> bool:
+    return srcs.cpython_source(version) in srcs.WASM_HOST.values()
 
 
 def cache_key(version: str, compiler: compilers.Compiler) -> str:
@@ -53,6 +62,8 @@ def cache_key(version: str, compiler: compilers.Compiler) -> str:
         "patches": [(n, hashlib.sha256(b).hexdigest()) for n, b in _patches()],
         "compiler": compiler.identity,
     }
+    if _is_wasm_host(version):
+        parts["wasm_host"] = [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in _wasm_host_files()]
     h.update(json.dumps(parts, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -93,7 +104,10 @@ def _relocatable_sysconfig(prefix: Path, deps: Path) -> None:
     text = data.read_text()
     # Link order matters for static archives: users before what they use (ssl before crypto).
     order = ["ssl", "crypto", "sqlite3", "z", "bz2", "lzma", "uuid", "ffi", "mpdec", "expat"]
-    libs = [f"-l:lib{n}.a" for n in order if (deps / "lib" / f"lib{n}.a").is_file()] + ["-lm"]
+    libs = [f"-l:lib{n}.a" for n in order if (deps / "lib" / f"lib{n}.a").is_file()]
+    # The HACL* hash libraries (3.12+) that the hash modules use; HMAC (3.14) uses the others, so
+    # it sorts first.
+    libs += [f"-l:{p.name}" for p in sorted((deps / "lib").glob("libHacl_*.a"))] + ["-lm"]
     # The staging path is random; a placeholder keeps it out of every binary that embeds sysconfig
     # (so builds on different machines stay bit-identical) and is resolved at import time.
     text = text.replace(str(prefix.parent), "@FORGE_SDK_ROOT@")
@@ -169,9 +183,14 @@ def build_sdk(version: str = srcs.DEFAULT_PYTHON, compiler_override: str | None 
                 recipe = pkg_dir / "recipe.sh"
                 env["PATCHES"] = str(pkg_dir / "patches")
                 try:
+                    host = pkg_dir / "wasm-host"
+                    env["HOST_PATCHES"] = str(host)
                     for stage in RECIPE_STAGES:
+                        cmd = ["bash", str(recipe), stage]
+                        if stage == "cpython" and _is_wasm_host(version):
+                            cmd = ["bash", str(host / f"cpython-{srcs.WASM_HOST_PYTHON}.sh")]
                         with bar.step(stage):
-                            _run(["bash", str(recipe), stage], logs / f"{stage}.log", stage, env=env)
+                            _run(cmd, logs / f"{stage}.log", stage, env=env)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
             python = prefix / "bin" / "python3"

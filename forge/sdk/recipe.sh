@@ -33,6 +33,8 @@ xz)
   make -j"$JOBS" -C src/liblzma && make -C src/liblzma install ;;
 libffi)
   unpack "$LIBFFI_TARBALL"
+  # Debian's orig is libffi's git tree, without a generated configure.
+  [ -x configure ] || ./autogen.sh >/dev/null
   ./configure --prefix="$DEPS" --libdir="$DEPS/lib" --disable-shared --enable-static --with-pic \
     --disable-docs --disable-multi-os-directory CC="$CC" CFLAGS="$CF"
   make -j"$JOBS" && make install ;;
@@ -69,36 +71,41 @@ mimalloc)
     -c src/static.c -o "$DEPS/lib/forge-mimalloc.o" ;;
 cpython)
   unpack "$CPYTHON_TARBALL"
-  # Modules a static edge binary cannot or should not carry: GUI/terminal libraries we don't build,
-  # deprecated crypt/nis/spwd (need libcrypt/NIS), audio devices, and the test modules.
-  DISABLED="_tkinter _curses _curses_panel _dbm _gdbm readline nis _crypt spwd ossaudiodev
-    _testcapi _testinternalcapi _testbuffer _testimportmultiple _testmultiphase _ctypes_test
-    xxlimited xxlimited_35 _xxtestfuzz _testclinic"
+  # Modules a static edge binary cannot or should not carry: GUI/terminal libraries we don't build
+  # and the test modules (names that a version lacks are ignored by makesetup).
+  DISABLED="_tkinter _curses _curses_panel _dbm _gdbm readline _testcapi _testinternalcapi
+    _testbuffer _testimportmultiple _testmultiphase _testsinglephase _testlimitedcapi _ctypes_test
+    _testexternalinspection xxlimited xxlimited_35 xxsubtype _xxtestfuzz _testclinic
+    _testclinic_limited"
   for p in "$PATCHES"/cpython-*.patch; do patch -p1 < "$p"; done
   # --enable-optimizations: profile-guided (PGO). make builds an instrumented interpreter, runs
   # CPython's --pgo test subset with it, and rebuilds with the profile: ~10-20% faster start-up and
   # request handling for every workload, for a few more minutes of this one-time build.
+  # MODULE_BUILDTYPE=static: since 3.12 every stdlib extension is a Setup.stdlib line, and this
+  # makes each of them a built-in of the interpreter and of libpython (a static binary cannot
+  # dlopen). The bundled libmpdec and expat are used: they are linked into workloads too.
   ./configure --prefix="$PREFIX" --disable-shared --without-ensurepip --disable-test-modules \
-    --with-openssl="$DEPS" --with-lto=no --enable-optimizations CC="$CC" \
+    --with-openssl="$DEPS" --with-lto=no --enable-optimizations --without-system-libmpdec \
+    --without-system-expat CC="$CC" \
     OPT="-DNDEBUG -fwrapv -O2 -Wall -ffunction-sections -fdata-sections" CPPFLAGS="-I$DEPS/include" LDFLAGS="-static -L$DEPS/lib" \
     LIBFFI_CFLAGS="-I$DEPS/include" LIBFFI_LIBS="-lffi" \
     LIBSQLITE3_CFLAGS="-I$DEPS/include" LIBSQLITE3_LIBS="-lsqlite3" \
+    LIBUUID_CFLAGS="-I$DEPS/include" LIBUUID_LIBS="-luuid" \
+    LIBLZMA_CFLAGS="-I$DEPS/include" LIBLZMA_LIBS="-llzma" \
+    BZIP2_CFLAGS="-I$DEPS/include" BZIP2_LIBS="-lbz2" \
+    ZLIB_CFLAGS="-I$DEPS/include" ZLIB_LIBS="-lz" \
     MODULE_BUILDTYPE=static LINKFORSHARED=" "
-  # 3.11 writes the static module list to Setup.stdlib but makesetup only reads it on WASM: copy its
-  # static part to Setup.local. _ctypes is still a setup.py module in 3.11, so it gets a line here
-  # (-DX, not -DX=1: makesetup takes a '=' for a variable definition). Everything setup.py would
-  # still build as a shared module is disabled: a static interpreter cannot dlopen it.
-  {
-    sed -n '/^\*static\*/,/^\*shared\*/p' Modules/Setup.stdlib | grep -v '^\*shared\*' \
-      | grep -Ev "^($(echo $DISABLED | tr ' ' '|'))( |$)" 
-    echo "_ctypes _ctypes/_ctypes.c _ctypes/callbacks.c _ctypes/callproc.c _ctypes/stgdict.c _ctypes/cfield.c -I$DEPS/include -DHAVE_FFI_PREP_CIF_VAR -DHAVE_FFI_PREP_CLOSURE_LOC -DHAVE_FFI_CLOSURE_ALLOC -lffi"
-    echo '*disabled*'; printf '%s\n' $DISABLED
-  } > Modules/Setup.local
+  { echo '*disabled*'; printf '%s\n' $DISABLED; } > Modules/Setup.local
   # A bounded profile run: a stuck test cannot hold the build for the default 20 minutes.
   make -j"$JOBS" PROFILE_TASK="-m test --pgo --timeout=300"
   make install
-  # CPython's bundled libmpdec and libexpat are linked into libpython's users (Nuitka) too.
-  install -m644 Modules/_decimal/libmpdec/libmpdec.a Modules/expat/libexpat.a "$DEPS/lib/" ;;
+  # CPython's bundled libmpdec and libexpat, and the HACL* hash libraries (3.12+), are linked into
+  # libpython's users (Nuitka) too.
+  install -m644 Modules/_decimal/libmpdec/libmpdec.a Modules/expat/libexpat.a Modules/_hacl/*.a "$DEPS/lib/"
+  # CPython's own regression tests, kept beside the SDK (not in it: workloads never see them) so
+  # forge's tests can run them inside the SDK interpreter.
+  mkdir -p "$PREFIX/../cpython-tests"
+  cp -a Lib/test "$PREFIX/../cpython-tests/test" ;;
 *)
   echo "unknown stage: $stage" >&2; exit 2 ;;
 esac

@@ -39,6 +39,10 @@ class Target(Protocol):
         """How this target compiles (flags, tool versions not in the SDK): part of the build cache key."""
         ...
 
+    def sdk_python(self, requested: str) -> str:
+        """The SDK version this target builds with, given the one the user selected."""
+        ...
+
     def compile(self, inputs: BuildInputs, out_dir: Path) -> Artifact:
         """Compile into out_dir (a fresh scratch directory) and return the checked artifact."""
         ...

@@ -21,6 +21,9 @@ LDFLAGS = "-static -Wl,--gc-sections"
 class NativeTarget:
     name = "native"
 
+    def sdk_python(self, requested: str) -> str:
+        return requested
+
     def fingerprint(self) -> str:
         """Everything about how this target compiles that isn't in the inputs (for the build cache)."""
         return (f"native nuitka-flags=standalone,static-libpython,no_site,no_warnings,runtime-bytecode "

