@@ -114,6 +114,12 @@ class UnsupportedOnTarget(ForgeError):
     title = "module unavailable on this target"
 
 
+class StartupCheckFailed(ForgeError):
+    """The linked binary was started once (forge/verify.py) and crashed or never answered."""
+    exit_code = 29
+    title = "the built binary does not start"
+
+
 # --- outputs (30-39) ----------------------------------------------------------------------------------
 class OutputPathConflict(ForgeError):
     exit_code = 30
