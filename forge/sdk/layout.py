@@ -58,6 +58,11 @@ class Sdk:
         return self.deps_lib / "forge-mimalloc.o"
 
     @property
+    def cpython_tests(self) -> Path:
+        """CPython's own Lib/test, kept beside the SDK for its regression tests (never shipped)."""
+        return self.path / "cpython-tests"
+
+    @property
     def version(self) -> str:
         return self.manifest["python_version"]
 

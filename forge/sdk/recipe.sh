@@ -90,7 +90,7 @@ cpython)
     OPT="-DNDEBUG -fwrapv -O2 -Wall -ffunction-sections -fdata-sections" CPPFLAGS="-I$DEPS/include" LDFLAGS="-static -L$DEPS/lib" \
     LIBFFI_CFLAGS="-I$DEPS/include" LIBFFI_LIBS="-lffi" \
     LIBSQLITE3_CFLAGS="-I$DEPS/include" LIBSQLITE3_LIBS="-lsqlite3" \
-    LIBUUID_CFLAGS="-I$DEPS/include" LIBUUID_LIBS="-luuid" \
+    LIBUUID_CFLAGS="-I$DEPS/include/uuid" LIBUUID_LIBS="-luuid" \
     LIBLZMA_CFLAGS="-I$DEPS/include" LIBLZMA_LIBS="-llzma" \
     BZIP2_CFLAGS="-I$DEPS/include" BZIP2_LIBS="-lbz2" \
     ZLIB_CFLAGS="-I$DEPS/include" ZLIB_LIBS="-lz" \

@@ -131,7 +131,7 @@ def _unknown(version: str):
 
 
 def python_for_requirement(requires_python: str, where: str) -> str:
-    """The newest supported SDK version that satisfies a `[project] requires-python` spec."""
+    """The SDK version a `[project] requires-python` spec selects."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     try:
@@ -146,12 +146,17 @@ def python_for_requirement(requires_python: str, where: str) -> str:
             f"requires-python = {requires_python!r} in {where} excludes every Python forge can "
             f"build: {supported_versions()}. Widen requires-python to include one of them, or pass "
             f"--python to choose one explicitly.")
+    # The default when it satisfies the spec (">=3.11" builds on the default, as a user expects),
+    # otherwise the newest version that does (">=3.14" builds on 3.14).
+    if DEFAULT_PYTHON in fits:
+        return DEFAULT_PYTHON
     return max(fits, key=lambda m: tuple(int(x) for x in m.split(".")))
 
 
 def select_python(cli: str | None, tool: object, requires_python: str | None, where: str) -> str:
     """First match wins: --python, then [tool.forge] python, then [project] requires-python (the
-    newest supported SDK satisfying it), then the default."""
+    default if it satisfies the spec, else the newest supported version that does), then the
+    default."""
     if cli:
         return check_selectable(cli)
     if tool is not None:

@@ -1,4 +1,10 @@
-"""The SDK fixture: builds it once per machine (a cache hit afterwards) and hands it to tests."""
+"""The SDK fixtures: each builds its SDK once per machine (a cache hit afterwards).
+
+`sdk` is the default SDK. `each_sdk` runs a test once per SDK version under test: the default,
+plus the versions in FORGE_TEST_PYTHONS (e.g. "3.14"), which CI leaves out for time.
+"""
+
+import os
 
 import pytest
 
@@ -6,9 +12,19 @@ from forge.sdk.builder import build_sdk
 from forge.sdk.sources import DEFAULT_PYTHON, WASM_HOST_PYTHON
 
 
+def pythons_under_test() -> list[str]:
+    extra = [v.strip() for v in os.environ.get("FORGE_TEST_PYTHONS", "").split(",") if v.strip()]
+    return [DEFAULT_PYTHON, *[v for v in extra if v != DEFAULT_PYTHON]]
+
+
 @pytest.fixture(scope="session")
 def sdk():
     return build_sdk(DEFAULT_PYTHON)
+
+
+@pytest.fixture(scope="session", params=pythons_under_test(), ids=lambda v: f"py{v}")
+def each_sdk(request):
+    return build_sdk(request.param)
 
 
 @pytest.fixture(scope="session")
