@@ -181,12 +181,16 @@ def bench_cmd(
                                     help="Time an uncached forge build when its compile was cached and none is on record."),
     workload: Optional[Path] = typer.Option(None, "--workload", help="The baselines' workload when SRC is a build output."),
     python: Optional[str] = typer.Option(None, "--python", envvar="FORGE_PYTHON", help="SDK Python version."),
+    also_python: Optional[str] = typer.Option(None, "--also-python", metavar="3.14,...",
+                                              help="More SDK versions: the same workload built on each, measured side by side."),
 ) -> None:
     """Measure the forge image against CPython, Nuitka, PyInstaller and the static C floor (docs/bench.md)."""
     from forge.bench.run import BenchOptions, parse_variants, run_bench, run_budget_only
 
     opts = BenchOptions(src=src, runs=runs, out_dir=output, variants=parse_variants(variants), rebuild=rebuild,
                         wrk_seconds=wrk_seconds, cold_build=cold_build, workload=workload, python=python,
+                        also_pythons=tuple(srcs.check_selectable(p.strip()) for p in (also_python or "").split(",")
+                                           if p.strip()),
                         command=" ".join(["forge", *sys.argv[1:]]))
     doc = run_budget_only(opts) if budget else run_bench(opts)
     if as_json:

@@ -64,6 +64,7 @@ class BenchOptions:
     cold_build: bool = True                  # time an uncached forge build if none is on record
     workload: Path | None = None             # the baselines' workload when src is a build output
     python: str | None = None
+    also_pythons: tuple[str, ...] = ()       # more SDK versions, each a forge variant "forge-py3.14"
     budget: bool = True
     containers: bool = True
     docker_client: object = None             # an engine client (else docker.from_env() when containers)
@@ -139,7 +140,7 @@ def is_build_output(path: Path) -> bool:
     return path.is_dir() and (path / OUTPUT_MARKER).is_file()
 
 
-def build_forge(opts: BenchOptions, out_dir: Path, client) -> tuple[Variant, dict]:
+def build_forge(opts: BenchOptions, out_dir: Path, client, name: str = "forge") -> tuple[Variant, dict]:
     from forge.image.read import load_image
     from forge.publish import DaemonPublisher
     from forge.publish.registry import image_path_of
@@ -163,11 +164,13 @@ def build_forge(opts: BenchOptions, out_dir: Path, client) -> tuple[Variant, dic
     image = load_image(image_path)
     tag = None
     if client is not None:
-        tag = f"forge-bench/forge-{summary['name']}:{image.digest[7:19]}"
+        suffix = "" if name == "forge" else name[len("forge"):]
+        tag = f"forge-bench/forge-{summary['name']}{suffix}:{image.digest[7:19]}"
         if not has_image(client, tag):
             DaemonPublisher(tag, client=client).publish(image)
             drop_other_tags(client, tag)
-    v = Variant("forge", LABELS["forge"], image=tag, size_compressed=image.compressed_size,
+    label = LABELS["forge"] if name == "forge" else f"{LABELS['forge']}, CPython {summary['python']}"
+    v = Variant(name, label, image=tag, size_compressed=image.compressed_size,
                 size_uncompressed=image.uncompressed_size, build_seconds=build_s, build_cached=cached,
                 process=ProcessSpec((str(binary),)),
                 reload=(lambda: DaemonPublisher(tag, client=client).publish(image)) if tag else None,
@@ -271,6 +274,9 @@ def _workload(opts: BenchOptions) -> Workload | None:
 def build_variants(opts: BenchOptions, w: Workload | None, out_dir: Path, client) -> tuple[list[Variant], dict]:
     forge_v, summary = build_forge(opts, out_dir, client)
     variants = [forge_v]
+    for python in opts.also_pythons:     # the same workload on another SDK version, side by side
+        v, _ = build_forge(replace(opts, python=python), out_dir / f"py{python}", client, name=f"forge-py{python}")
+        variants.append(v)
     if "wasm" in opts.variants:
         # forge's own build pipeline, with its own progress bar: not inside the baselines' bar (one live
         # display at a time)
@@ -282,7 +288,7 @@ def build_variants(opts: BenchOptions, w: Workload | None, out_dir: Path, client
             for name in wanted:
                 with bar.step(name):
                     variants.append(_build_baseline(name, opts, w, client))
-    order = {n: i for i, n in enumerate(opts.variants)}
+    order = {n: i for i, n in enumerate(("forge", *(f"forge-py{p}" for p in opts.also_pythons), *opts.variants))}
     variants.sort(key=lambda v: order.get(v.name, len(order)))
     return variants, summary
 
