@@ -26,6 +26,11 @@ from forge.deploy.cloudflare import WRANGLER_VERSION
 from forge.errors import DeployConfigError, OutputPathConflict, UserFileChanged
 
 DEFAULT_PATH = Path(".github/workflows/forge.yml")
+# The job's image: Debian, whose apt sources forge's source route derives its deb-src entries from.
+CI_CONTAINER = "debian:trixie"
+# What scripts/bootstrap.sh installs, plus what a bare Debian image lacks (Python, git, CA roots).
+CI_PACKAGES = ("python3 python3-venv git ca-certificates curl musl-tools linux-libc-dev tcl make patch gcc "
+               "binutils patchelf file openssl pkg-config autoconf automake libtool xz-utils bzip2")
 _HASH_LINE = re.compile(r"^# forge-sha256: ([0-9a-f]{64})\n")
 
 
@@ -35,7 +40,7 @@ def _q(value: str) -> str:
 
 
 def render_workflow(*, project: str = ".", image: str | None = None, dockerfile: bool = False,
-                    forge_spec: str | None = None, branch: str = "main", python: str = "3.11") -> str:
+                    forge_spec: str | None = None, branch: str = "main") -> str:
     if image is not None:
         from forge.publish.reference import parse_reference
 
@@ -77,19 +82,20 @@ def render_workflow(*, project: str = ".", image: str | None = None, dockerfile:
         "jobs:",
         "  deploy:",
         "    runs-on: ubuntu-24.04",
+        # In Debian's own image, apt resolves against Debian's archive: forge's source route (the
+        # pins are Debian .orig files, found through the machine's apt sources) works there, and
+        # not against Ubuntu's archive on the bare runner (docs/deploy.md, "CI").
+        f"    container: {_q(CI_CONTAINER)}",
         "    timeout-minutes: 60",
         "    steps:",
+        "      - name: System packages forge needs",
+        "        run: |",
+        "          apt-get update -qq",
+        f"          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {CI_PACKAGES}",
         "      - uses: actions/checkout@v4",
-        "      - uses: actions/setup-python@v5",
-        "        with:",
-        f"          python-version: {_q(python)}",
         "      - uses: actions/setup-node@v4",
         "        with:",
         "          node-version: \"20\"",
-        "      - name: System packages forge needs",
-        "        run: |",
-        "          sudo apt-get update -qq",
-        "          sudo apt-get install -y -qq --no-install-recommends musl-tools tcl patchelf pkg-config",
         "      - name: Install forge",
         "        run: |",
         "          if [ -z \"$FORGE_PIP_SPEC\" ]; then",
@@ -97,13 +103,15 @@ def render_workflow(*, project: str = ".", image: str | None = None, dockerfile:
         "forge (e.g. forge @ git+https://...), or regenerate with forge ci github --forge-spec\"",
         "            exit 1",
         "          fi",
-        "          python -m pip install \"$FORGE_PIP_SPEC\"",
+        "          python3 -m venv /opt/forge",
+        "          /opt/forge/bin/pip install -q \"$FORGE_PIP_SPEC\"",
+        "          echo /opt/forge/bin >> \"$GITHUB_PATH\"",
         "      - name: Cache forge's SDK",
         "        uses: actions/cache@v4",
         "        with:",
         "          path: ~/.cache/forge",
-        f"          key: forge-{__version__}-py{python}-${{{{ runner.os }}}}-${{{{ hashFiles('**/pyproject.toml') }}}}",
-        f"          restore-keys: forge-{__version__}-py{python}-${{{{ runner.os }}}}-",
+        f"          key: forge-{__version__}-{CI_CONTAINER.replace(':', '-')}-${{{{ hashFiles('**/pyproject.toml') }}}}",
+        f"          restore-keys: forge-{__version__}-{CI_CONTAINER.replace(':', '-')}-",
         "      - name: Build",
         f"        run: forge build \"$PROJECT\" --build-sdk -o {out}",
     ]

@@ -42,8 +42,8 @@ def test_workflow_is_valid_and_complete(tmp_path):
     text = wf.read_text()
     check = validate(wf)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert steps(text) == ["actions/checkout@v4", "actions/setup-python@v5", "actions/setup-node@v4",
-                           "System packages forge needs", "Install forge", "Cache forge's SDK", "Build", "Push",
+    assert steps(text) == ["System packages forge needs", "actions/checkout@v4", "actions/setup-node@v4",
+                           "Install forge", "Cache forge's SDK", "Build", "Push",
                            "Generate the Cloudflare project", "Deploy with wrangler"]
     assert 'IMAGE: "docker.io/acme/edge"' in text
     assert "forge push dist/forge-app \"$IMAGE:${{ github.sha }}\"" in text

@@ -96,8 +96,12 @@ cpython)
     ZLIB_CFLAGS="-I$DEPS/include" ZLIB_LIBS="-lz" \
     MODULE_BUILDTYPE=static LINKFORSHARED=" "
   { echo '*disabled*'; printf '%s\n' $DISABLED; } > Modules/Setup.local
-  # A bounded profile run: a stuck test cannot hold the build for the default 20 minutes.
-  make -j"$JOBS" PROFILE_TASK="-m test --pgo --timeout=300"
+  # A bounded profile run: a stuck test cannot hold the build for the default 20 minutes. Since
+  # 3.13 a failing profile test fails the build; three fail on musl for musl's reasons (fma() loses
+  # the sign of a zero result; re's locale tests need a locale musl does not implement), so they
+  # are left out of the profile run. The SDK's own regression tests run separately (docs/sdk.md).
+  make -j"$JOBS" PROFILE_TASK="-m test --pgo --timeout=300 --ignore *.test_fma_zero_result \
+    --ignore *.test_locale_caching --ignore *.test_locale_compiled"
   make install
   # CPython's bundled libmpdec and libexpat, and the HACL* hash libraries (3.12+), are linked into
   # libpython's users (Nuitka) too.
