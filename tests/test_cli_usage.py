@@ -192,11 +192,13 @@ def test_help(readme_venv, path):
         if getattr(param, "param_type_name", "") != "option" or getattr(param, "hidden", False):
             continue
         long = max(param.opts, key=len)
-        assert long in r.stdout, f"{long} missing from help"
-        if getattr(param, "is_flag", False):   # a flag: its name, then its help; no value
-            assert not re.search(re.escape(long) + r"\s+<", r.stdout), f"{long} shown with a value"
+        line = re.search(r"^ +(?:-\w+, )*" + re.escape(long) + r"(?P<rest>.*)$", r.stdout, re.M)
+        assert line, f"{long} has no line of its own in the help"
+        takes_value = re.match(r" (?!/)\S", line["rest"])   # `--tag <str>`, `--also-python 3.14,...`
+        if getattr(param, "is_flag", False):   # a flag: its name (and --no-name), then its help
+            assert not takes_value, f"{long} shown with a value: {line[0]}"
         else:
-            assert re.search(re.escape(long) + r"\s+<[^>]+>", r.stdout), f"{long} shown without its value"
+            assert takes_value, f"{long} shown without its value: {line[0]}"
     for opt, choices in CHOICES.get(path, {}).items():
         assert f"{opt} <{choices}>" in text, f"{opt} does not list {choices}"
 
