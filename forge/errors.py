@@ -86,7 +86,7 @@ class UnresolvedImport(ForgeError):
 
 class NativeExtensionDependency(ForgeError):
     exit_code = 23
-    title = "dependency has C extension modules"
+    title = "dependency's extension modules cannot be linked"
 
 
 class DependencyNeedsOtherPython(ForgeError):
@@ -218,6 +218,19 @@ class WasmModuleBroken(ForgeError):
 class WorkersModuleTooLarge(ForgeError):
     exit_code = 83
     title = "wasm module too large for Workers"
+
+
+# --- dependencies' native extension modules (90-99; forge/extensions) ----------------------------
+class NativeLibraryMissing(ForgeError):
+    """An extension module asks for a C library (-lfoo, or its header) the SDK does not have."""
+    exit_code = 90
+    title = "dependency needs a C library forge does not have"
+
+
+class RustExtensionDependency(ForgeError):
+    """maturin / setuptools-rust: needs Rust with the x86_64-unknown-linux-musl target."""
+    exit_code = 91
+    title = "dependency is a Rust extension"
 
 
 def all_error_classes() -> list[type[ForgeError]]:
