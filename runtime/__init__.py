@@ -14,7 +14,7 @@ Importing this package loads no server code: `run` imports it on call. See docs/
 from ._detect import detect
 from ._types import Headers, Request, Response
 
-__all__ = ["Headers", "Request", "Response", "detect", "pause_gc_for_startup", "run"]
+__all__ = ["Headers", "Request", "Response", "cloudflare", "detect", "pause_gc_for_startup", "run", "step"]
 __version__ = "0.1.0"
 
 
@@ -38,6 +38,21 @@ def run(app, port=None, host=None):
     """Serve `app` on host:port (default 0.0.0.0:$PORT, PORT defaulting to 8080) until SIGTERM or
     SIGINT, then drain in-flight requests (FORGE_DRAIN_SECONDS) and return. Exits non-zero if an
     ASGI lifespan startup fails."""
+    import sys
+
+    cf = sys.modules.get(__name__ + ".cloudflare")
+    if cf is not None and cf.STEPS:
+        app = cf.with_steps(app)             # Workflow steps (forge_runtime.step) answer /_forge/steps/
     from ._run import serve
 
     serve(app, port, host, resume_gc=_gc_paused)
+
+
+def __getattr__(name):
+    # forge_runtime.cloudflare (bindings, Workflow steps) and forge_runtime.step load only when used.
+    if name in ("cloudflare", "step"):
+        import importlib
+
+        cloudflare = importlib.import_module(__name__ + ".cloudflare")
+        return cloudflare if name == "cloudflare" else cloudflare.step
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

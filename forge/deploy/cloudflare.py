@@ -12,6 +12,7 @@ against the instance type's disk, with wrangler's own formula.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 from forge import __version__
 from forge.errors import ConfigError, DeployConfigError, ImageUnsuitable
 from forge.image.model import Image
+from forge.deploy.cloudflare_platform import Platform, load_platform, parse_duration, suggest
 
 WRANGLER_VERSION = "4.86.0"          # the last wrangler that runs on Node 20
 CONTAINERS_VERSION = "0.3.7"         # @cloudflare/containers
@@ -44,7 +46,7 @@ INSTANCE_TYPES = {
 REGIONS = ("ENAM", "WNAM", "EEUR", "WEUR", "APAC", "SAM", "ME", "OC", "AFR")
 CLOUDFLARE_PULLS_FROM = "registry.cloudflare.com, Docker Hub (docker.io) and Amazon ECR"
 SETTINGS_KEYS = ("name", "instance_type", "max_instances", "sleep_after", "env", "regions",
-                 "compatibility_date")
+                 "compatibility_date", "bindings", "enable_internet", "allowed_hosts")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SLEEP = re.compile(r"^[1-9][0-9]*[smh]$")
 _WORKER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -60,6 +62,7 @@ class CloudflareSettings:
     env: dict[str, str] = field(default_factory=dict)
     regions: tuple[str, ...] = ()
     compatibility_date: str = COMPATIBILITY_DATE
+    platform: Platform = field(default_factory=Platform)
 
     @property
     def disk_bytes(self) -> int:
@@ -101,7 +104,7 @@ def load_settings(project: Path) -> CloudflareSettings:
     problems: list[str] = []
     for key in table:
         if key not in SETTINGS_KEYS:
-            problems.append(f"unknown setting {key!r} (known: {', '.join(SETTINGS_KEYS)})")
+            problems.append(f"unknown setting {key!r}{suggest(key, SETTINGS_KEYS)} (known: {', '.join(SETTINGS_KEYS)})")
 
     name = table.get("name") or _slug(str(forge_tool.get("name") or pyproject.get("project", {}).get("name")
                                           or project.resolve().name))
@@ -156,11 +159,13 @@ def load_settings(project: Path) -> CloudflareSettings:
     if not isinstance(date, str) or not _DATE.match(date):
         problems.append(f"compatibility_date = {date!r}: a date written YYYY-MM-DD")
 
+    platform = load_platform(project, forge_tool, table, problems)
+
     if problems:
         raise DeployConfigError(f"{where} has {len(problems)} problem(s): " + "; ".join(problems) + ".")
     return CloudflareSettings(name=name, instance_type=instance_type, max_instances=max_instances,
                               sleep_after=sleep_after, env=dict(env), regions=tuple(regions),
-                              compatibility_date=date)
+                              compatibility_date=date, platform=platform)
 
 
 # --- the image -----------------------------------------------------------------------------------------
@@ -245,7 +250,9 @@ def wrangler_config(settings: CloudflareSettings, image: str, build_context: str
         container["image_build_context"] = build_context
     if settings.regions:
         container["constraints"] = {"regions": list(settings.regions)}
-    return {
+    from forge.deploy.cloudflare_worker import bindings_config, workflows_config
+
+    config = {
         "$schema": "node_modules/wrangler/config-schema.json",
         "name": settings.name,
         "main": "src/index.ts",
@@ -254,7 +261,11 @@ def wrangler_config(settings: CloudflareSettings, image: str, build_context: str
         "containers": [container],
         "durable_objects": {"bindings": [{"name": BINDING, "class_name": CLASS_NAME}]},
         "migrations": [{"tag": "v1", "new_sqlite_classes": [CLASS_NAME]}],
+        **bindings_config(settings.platform),
     }
+    if settings.platform.workflows:
+        config["workflows"] = workflows_config(settings.platform, settings.name)
+    return config
 
 
 def render_wrangler_jsonc(config: dict) -> str:
@@ -263,7 +274,24 @@ def render_wrangler_jsonc(config: dict) -> str:
             + json.dumps(config, indent=2) + "\n")
 
 
+def effective_sleep_after(settings: CloudflareSettings) -> str | int:
+    """sleep_after, raised to outlast the request timeout and the longest step (plus a minute): an
+    idle timer must not stop a container that is still answering."""
+    p = settings.platform
+    need = max([p.request_timeout] + [s.timeout for wf in p.workflows for s in wf.steps]) + 60
+    have = parse_duration(settings.sleep_after) if isinstance(settings.sleep_after, int) else \
+        int(settings.sleep_after[:-1]) * {"s": 1, "m": 60, "h": 3600}[settings.sleep_after[-1]]
+    if have >= need:
+        return settings.sleep_after
+    return f"{math.ceil(need)}s"
+
+
 def render_index_ts(settings: CloudflareSettings, port: int) -> str:
+    if settings.platform.used:
+        settings = dataclasses.replace(settings, sleep_after=effective_sleep_after(settings))
+        from forge.deploy.cloudflare_worker import render_index_ts as platform_index_ts
+
+        return platform_index_ts(settings, settings.platform, port, __version__, CLASS_NAME, BINDING)
     sleep = json.dumps(settings.sleep_after)
     env = json.dumps(dict(sorted(settings.env.items())), indent=2).replace("\n", "\n  ")
     if settings.max_instances > 1:
@@ -273,6 +301,9 @@ def render_index_ts(settings: CloudflareSettings, port: int) -> str:
     else:
         pick = f"    const container = getContainer(env.{BINDING});"
         imports = "Container, getContainer"
+    allowed = settings.platform.container_allowed_hosts()
+    allowed_line = f"  allowedHosts = {json.dumps(allowed)};\n" if allowed is not None else ""
+    egress_note = "open to the internet." if settings.platform.enable_internet else "deny by default."
     return f"""// {HEADER.format(version=__version__)}
 import {{ {imports} }} from "@cloudflare/containers";
 
@@ -284,7 +315,9 @@ export class {CLASS_NAME} extends Container {{
   sleepAfter = {sleep};
   // Environment of the process in the container, from [tool.forge.cloudflare] env.
   envVars = {env};
-
+  // Egress (enable_internet / allowed_hosts in [tool.forge.cloudflare]): {egress_note}
+  enableInternet = {json.dumps(settings.platform.enable_internet)};
+{allowed_line}
   override onStart(): void {{
     console.log("forge container started");
   }}
@@ -322,6 +355,7 @@ def render_package_json(settings: CloudflareSettings) -> str:
             "dry-run": "wrangler deploy --dry-run --outdir dist",
             "dev": "wrangler dev",
             "check": "wrangler types && tsc --noEmit",
+            **({"bindings": "wrangler dev --config wrangler.local.jsonc"} if settings.platform.used else {}),
         },
         "dependencies": {"@cloudflare/containers": CONTAINERS_VERSION},
         "devDependencies": {"typescript": TYPESCRIPT_VERSION, "wrangler": WRANGLER_VERSION},
@@ -405,7 +439,51 @@ npx wrangler deploy
 
 Change them there and run `forge deploy cloudflare` again. Secrets do not belong in `env`: it is
 written into `src/index.ts`; use `npx wrangler secret put NAME` and pass them from the Worker.
-"""
+{render_platform_readme(settings)}"""
+
+
+def render_platform_readme(settings: CloudflareSettings) -> str:
+    p = settings.platform
+    if p.enable_internet:
+        egress = ("The container may reach the internet (`enable_internet = true`)"
+                  + (f", only these hosts: {', '.join(p.allowed_hosts)}." if p.allowed_hosts else "."))
+    elif p.allowed_hosts:
+        egress = (f"The container reaches only these hosts: {', '.join(p.allowed_hosts)} and its bindings' "
+                  "hosts (`allowed_hosts`).")
+    else:
+        egress = ("Deny by default: the container reaches its bindings' hosts (served by the Worker) and "
+                  "nothing else.")
+    lines = ["", "## Egress", "", egress, "To open it, set in `[tool.forge.cloudflare]` either",
+             "`allowed_hosts = [\"api.example.com\", \"*.example.net\"]` (only those hosts) or",
+             "`enable_internet = true` (everything), then run `forge deploy cloudflare` again."]
+    if p.bindings:
+        lines += ["", "## Bindings", "", "The container reaches each binding over plain HTTP on its virtual host; "
+                  "the Worker's `outboundByHost` handlers (`src/forge.ts`) serve them. In Python:",
+                  "`forge_runtime.cloudflare.kv(\"NAME\")` and friends.", ""]
+        for b in p.bindings:
+            lines.append(f"- `{b.name}` ({b.kind}, {b.resource_label}): `http://{b.host}/`")
+    if p.workflows:
+        lines += ["", "## Workflows", ""]
+        for wf in p.workflows:
+            steps = " -> ".join(f"{s.name} (retries {s.retries}, {s.backoff}, timeout {s.config()['timeout']})"
+                                for s in wf.steps)
+            lines.append(f"- `{wf.name}` ({wf.class_name}, binding {wf.binding}): {steps}")
+        lines += ["", "Each step is one request to the container (`POST /_forge/steps/NAME`). Start and watch "
+                  "an instance (set the token first: `npx wrangler secret put FORGE_WORKFLOW_TOKEN`):", "",
+                  "```sh",
+                  f"curl -X POST -H \"Authorization: Bearer $TOKEN\" https://WORKER/_forge/workflows/"
+                  f"{p.workflows[0].name} -d '{{\"doc\": \"...\"}}'",
+                  f"curl -H \"Authorization: Bearer $TOKEN\" https://WORKER/_forge/workflows/{p.workflows[0].name}/ID",
+                  f"curl -X POST -H \"Authorization: Bearer $TOKEN\" https://WORKER/_forge/workflows/"
+                  f"{p.workflows[0].name}/ID/events/approval -d '{{}}'",
+                  "```"]
+    if p.used:
+        lines += ["", "## Local emulation", "",
+              "`npm run bindings` runs `src/local.ts` under `wrangler dev` (Miniflare) on 127.0.0.1:8787 with "
+              "local KV, R2, D1 and Queues storage (`.wrangler/state`). Run the workload locally with",
+              "`FORGE_CLOUDFLARE_URL=http://127.0.0.1:8787` and forge_runtime.cloudflare talks to it. Workers AI "
+              "has no local emulation."]
+    return "\n".join(lines) + "\n"
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -486,6 +564,12 @@ def generate(project: Path, *, image_ref: str | None = None, dockerfile: bool = 
         "tsconfig.json": render_tsconfig(),
         ".gitignore": GITIGNORE,
     }
+    if settings.platform.used:
+        from forge.deploy.cloudflare_worker import local_config, render_forge_ts, render_local_ts
+
+        files["src/forge.ts"] = render_forge_ts(settings.platform, __version__)
+        files["src/local.ts"] = render_local_ts(settings.platform, __version__)
+        files["wrangler.local.jsonc"] = render_wrangler_jsonc(local_config(settings, settings.platform))
     cold_start = bench_cold_start(project)
     files["README.md"] = render_readme(settings, image_line, facts, cold_start, dockerfile)
     from forge.deploy.files import GeneratedFile
