@@ -131,12 +131,15 @@ def build_cmd(
     target: Optional[Target] = typer.Option(None, "--target",
                                          help="native (static x86_64 binary + image) or wasm (wasm32-wasi module)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    no_verify: bool = typer.Option(False, "--no-verify",
+                                   help="Do not start the built binary once before calling the build good."),
 ) -> None:
     """Compile a workload into a fully static binary and a reproducible FROM scratch image."""
     from forge.build import build, options_from
 
     opts = options_from(src, output=output, tag=tag, format=_value(fmt), compression=_value(compression),
-                        load=load, python=python, build_sdk=build_sdk, use_cache=not no_cache, target=_value(target))
+                        load=load, python=python, build_sdk=build_sdk, use_cache=not no_cache, target=_value(target),
+                        verify=not no_verify, live=not as_json)
     summary = build(opts)
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -152,6 +155,11 @@ def build_cmd(
     console.out.print(f"  image   {summary['image']}  ({summary['image_size_compressed'] / mib:.1f} MiB "
                       f"compressed, {summary['image_size_uncompressed'] / mib:.1f} MiB uncompressed)")
     console.out.print(f"  sbom    {summary['sbom']}")
+    if summary.get("verified"):
+        console.out.print(f"  started {summary['start_seconds'] * 1000:.0f} ms to first answer "
+                          f"({summary['verify_method']}{', recorded' if summary.get('verify_cached') else ''})")
+    elif summary.get("verify_method") == "skipped":
+        console.out.print("  started not checked (--no-verify)")
     console.out.print(f"  time    {summary['build_seconds']:.1f}s"
                       + (" (compile cached)" if summary["cached_compile"] else ""))
 

@@ -22,6 +22,8 @@ class BuildInputs:
     search_path: tuple[Path, ...]    # project dir, dependency site, forge_runtime's parent
     include: tuple[str, ...]         # modules to include explicitly (dynamic imports)
     log: Path
+    nuitka_flags: tuple[str, ...] = ()   # inclusion of whole packages etc. (forge/inclusion.py)
+    keep_builtins: tuple[str, ...] = ()  # built-in C modules the bytecode dependencies import
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ class NativeTarget:
 
     def fingerprint(self) -> str:
         """Everything about how this target compiles that isn't in the inputs (for the build cache)."""
-        return (f"native nuitka-flags=standalone,static-libpython,no_site,no_warnings,runtime-bytecode "
+        return (f"native nuitka-flags=standalone,static-libpython,no_site,no_warnings,runtime-bytecode,"
+                f"deps-whole-bytecode "
                 f"ldflags={LDFLAGS} "
                 f"inittab=pruned-v2 allocator-default=mimalloc")
 
@@ -42,6 +43,9 @@ class NativeTarget:
                "--noinclude-custom-mode=forge_runtime:bytecode",
                f"--jobs={os.cpu_count() or 2}"]
         cmd += [f"--include-module={m}" for m in inputs.include]
+        # Dependencies whole, as bytecode unless [tool.forge] compile names them; the project whole
+        # (forge/inclusion.py). --show-progress: the module count for forge's progress line.
+        cmd += [*inputs.nuitka_flags, "--show-progress"]
         cmd.append(str(inputs.entry_script))
         return cmd
 
@@ -55,7 +59,8 @@ class NativeTarget:
                 "PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0")}
 
     def _nuitka(self, cmd: list[str], inputs: BuildInputs, env: dict, cwd: Path) -> None:
-        with open(inputs.log, "ab") as fh:
+        from forge import console
+        with open(inputs.log, "ab") as fh, console.follow_nuitka(inputs.log):
             proc = run_killable(cmd, stdout=fh, env=env, cwd=cwd)
         if proc.returncode != 0:
             tail = "\n".join(inputs.log.read_text(errors="replace").splitlines()[-20:])
@@ -77,7 +82,7 @@ class NativeTarget:
         cmd[-1:-1] = ["--generate-c-only", f"--report={report}"]
         self._nuitka(cmd, inputs, self._env(inputs, LDFLAGS), out_dir)
         builtins = set(sdk.manifest["builtin_modules"])
-        keep = used_modules(report, inputs.include) & builtins
+        keep = (used_modules(report, inputs.include) | set(inputs.keep_builtins)) & builtins
         libpl = next(sdk.path.glob("python/lib/python3.*/config-3.*"))
         include_dir = next(sdk.path.glob("python/include/python3.*"))
         obj, removed = build_inittab_object(sdk.python, sdk.cc, libpl, include_dir, keep, out_dir)
