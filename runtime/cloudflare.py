@@ -151,9 +151,12 @@ class Binding:
                     "project `forge deploy cloudflare` wrote) and set FORGE_CLOUDFLARE_URL=http://127.0.0.1:8787")
             raise BindingUnavailable(self.name, self.kind, f"cannot reach {where}: {exc}{hint}") from None
         if resp.status == 404 and ok_404:
-            resp.read()
+            data = resp.read()
             conn.close()
-            return None
+            err = self._error(404, data)
+            if not data or err.code == "not_found":      # no such key / object (HEAD has no body)
+                return None
+            raise err
         if resp.status >= 400:
             try:
                 data = resp.read()

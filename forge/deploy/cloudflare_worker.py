@@ -294,7 +294,7 @@ export function outboundHandlers(): Record<string, OutboundHandler> {
 }
 
 // ---- workflows -------------------------------------------------------------------------------------
-type StepControl = { sleep?: string; wait?: string; timeout?: string; output?: Json };
+type StepControl = { sleep?: string; wait?: string; timeout?: string; output?: Json; failed?: string };
 
 function stepControl(output: Json): StepControl | null {
   if (typeof output === "object" && output !== null && !Array.isArray(output) && "$forge" in output) {
@@ -319,7 +319,7 @@ export async function runSteps(
       timeout: s.timeout as WorkflowSleepDuration,
     };
     // The step's result is kept as its JSON text (what Workflows persists and replays).
-    const result: string = await step.do(s.name, config, async (): Promise<string> => {
+    const result: string = await step.do(s.name, config, async (ctx): Promise<string> => {
       const request = new Request(`http://container/_forge/steps/${encodeURIComponent(s.name)}`, {
         method: "POST",
         headers: {
@@ -328,7 +328,7 @@ export async function runSteps(
           "x-forge-instance": event.instanceId,
           "x-forge-step-timeout": String(s.timeoutSeconds),
         },
-        body: JSON.stringify({ params: (event.payload ?? null) as Json, outputs }),
+        body: JSON.stringify({ params: (event.payload ?? null) as Json, outputs, attempt: ctx?.attempt ?? null }),
       });
       const response = await send(request);
       const text = await response.text();
@@ -343,11 +343,15 @@ export async function runSteps(
         // not JSON: keep the text
       }
       const detail = `step ${s.name}: HTTP ${response.status}: ${message}`;
-      if (!retry) throw new NonRetryableError(detail);
+      // A permanent failure ends the step without retries; the instance then fails with its message.
+      if (!retry) return JSON.stringify({ $forge: { failed: detail } });
       throw new Error(detail);
     });
     let output = JSON.parse(result) as Json;
     const control = stepControl(output);
+    if (control?.failed) {
+      throw new Error(control.failed);
+    }
     if (control?.sleep) {
       await step.sleep(`${s.name}: sleep`, control.sleep as WorkflowSleepDuration);
       output = control.output ?? null;
@@ -427,7 +431,6 @@ def render_forge_ts(platform: Platform, version: str) -> str:
     return f"""{_header(version)}
 // The workload's platform: its bindings, reached from the container over HTTP through outboundByHost
 // handlers (protocol: docs/deploy.md in forge), and its Workflows, whose steps run in the container.
-import {{ NonRetryableError }} from "cloudflare:workflows";
 import type {{ WorkflowEvent, WorkflowStep, WorkflowStepConfig, WorkflowSleepDuration }} from "cloudflare:workers";
 
 export const BINDINGS: {{ kind: string; name: string; host: string }}[] = {json.dumps(bindings, indent=2)};
@@ -553,6 +556,9 @@ export default {{
     const host = (request.headers.get("x-forge-host") ?? request.headers.get("host") ?? "").split(":")[0].toLowerCase();
     const handler = handlers[host];
     if (handler) return handler(request, env);
+    if (host.endsWith(".forge.internal")) {{
+      return Response.json({{ error: {{ status: 404, code: "no_binding", message: `no binding answers on ${{host}}: declare it in [tool.forge.cloudflare] bindings and run forge deploy cloudflare again` }} }}, {{ status: 404 }});
+    }}
     const routed = await forgeRoutes(request, env);
     if (routed) return routed;
     if (env.FORGE_LOCAL_CONTAINER_URL) return toContainer(env, request);
