@@ -556,6 +556,34 @@ def run_step(name, body):
         return 500, _step_error(f"{type(exc).__name__}: {exc}", retry=True)
 
 
+def run_step_bounded(name, body, timeout):
+    """run_step on its own thread, answered within `timeout` seconds (the step's declared timeout, sent
+    by the Workflow as X-Forge-Step-Timeout): past it the request gets 504 (an attempt the Workflow
+    retries) and the server's worker is free again; the runaway step is abandoned."""
+    try:
+        timeout = float(timeout) if timeout else 0.0
+    except ValueError:
+        timeout = 0.0
+    if timeout <= 0:
+        return run_step(name, body)
+    import _thread
+
+    done = _thread.allocate_lock()
+    done.acquire()
+    box = []
+
+    def work():
+        try:
+            box.append(run_step(name, body))
+        finally:
+            done.release()
+
+    _thread.start_new_thread(work, ())
+    if done.acquire(timeout=timeout):
+        return box[0]
+    return 504, _step_error(f"step {name!r} ran past its timeout ({timeout:g} s)", retry=True)
+
+
 def _step_error(message, retry):
     return json.dumps({"error": {"message": message, "retry": retry}}).encode()
 
@@ -572,7 +600,8 @@ def with_steps(app):
     if kind == "handler" and not is_coroutine_callable(app):
         def wrapped(request):
             if request.path.startswith(STEP_PREFIX) and request.method == "POST":
-                status, data = run_step(request.path[n:], request.body)
+                status, data = run_step_bounded(request.path[n:], request.body,
+                                                request.headers.get("x-forge-step-timeout"))
                 return Response(data, status, content_type="application/json")
             return app(request)
     elif kind == "handler":
@@ -580,7 +609,8 @@ def with_steps(app):
             if request.path.startswith(STEP_PREFIX) and request.method == "POST":
                 import asyncio
 
-                status, data = await asyncio.to_thread(run_step, request.path[n:], request.body)
+                status, data = await asyncio.to_thread(run_step_bounded, request.path[n:], request.body,
+                                                       request.headers.get("x-forge-step-timeout"))
                 return Response(data, status, content_type="application/json")
             return await app(request)
     elif kind == "wsgi":
@@ -588,7 +618,8 @@ def with_steps(app):
             path = environ.get("PATH_INFO", "")
             if path.startswith(STEP_PREFIX) and environ.get("REQUEST_METHOD") == "POST":
                 length = int(environ.get("CONTENT_LENGTH") or 0)
-                status, data = run_step(path[n:], environ["wsgi.input"].read(length))
+                status, data = run_step_bounded(path[n:], environ["wsgi.input"].read(length),
+                                                environ.get("HTTP_X_FORGE_STEP_TIMEOUT"))
                 start_response(f"{status} {http.client.responses.get(status, '')}",
                                [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
                 return [data]
@@ -604,7 +635,8 @@ def with_steps(app):
                     body += message.get("body", b"")
                     if not message.get("more_body"):
                         break
-                status, data = await asyncio.to_thread(run_step, scope["path"][n:], body)
+                limit = dict(scope.get("headers") or ()).get(b"x-forge-step-timeout", b"").decode()
+                status, data = await asyncio.to_thread(run_step_bounded, scope["path"][n:], body, limit)
                 await send({"type": "http.response.start", "status": status,
                             "headers": [(b"content-type", b"application/json"),
                                         (b"content-length", str(len(data)).encode())]})
