@@ -14,7 +14,7 @@ Importing this package loads no server code: `run` imports it on call. See docs/
 from ._detect import detect
 from ._types import Headers, Request, Response
 
-__all__ = ["Headers", "Request", "Response", "cloudflare", "detect", "pause_gc_for_startup", "run", "step"]
+__all__ = ["Headers", "Request", "Response", "detect", "pause_gc_for_startup", "run"]  # (+ lazy: cloudflare, step)
 __version__ = "0.1.0"
 
 
