@@ -283,6 +283,7 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
             work.mkdir()
             inputs = BuildInputs(w, sdk, _entry_script(w, work), search,
                                  include, log_dir / "nuitka.log",
+                                 extensions=dep_env.extensions,
                                  nuitka_flags=tuple(plan.nuitka_flags()),
                                  keep_builtins=tuple(tree_info.get("builtins", ())))
             art = target.compile(inputs, work)
@@ -381,6 +382,7 @@ def build(opts: BuildOptions) -> dict:
                     "sbom": str(out / "sbom.spdx.json"), "cached_compile": cached,
                     **check.summary(),
                     "python": sdk.version, "dependencies": [f"{d.name}=={d.version}" for d in dep_env.distributions],
+                    "extension_modules": sorted(m.name for m in dep_env.extensions),
                 }
                 (stage / OUTPUT_MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True))
         with bar.step("load into Docker" if opts.load else "finish"):

@@ -1,8 +1,10 @@
-"""The workload's pure-Python dependencies, installed by the SDK's own pip into a cached directory.
+"""The workload's dependencies, installed by the SDK's own pip into a cached directory.
 
-The SDK interpreter is static, so pip only accepts pure wheels (py3-none-any); anything with a C
-extension is either built from its sdist (and then found as a .so) or fails to build. Both are
-refused here, before Nuitka runs, naming the package and the shared object.
+The SDK interpreter is static, so pip accepts pure wheels (py3-none-any) and builds everything else
+from its sdist. Those builds go through forge's compiler driver (forge/extensions): each extension
+module becomes one relocatable object, moved out of the site dir and linked into the binary as a
+built-in module. What cannot work is refused here, before Nuitka runs: a real shared object (a
+build that bypassed the driver), a library the SDK does not have, a Rust extension.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from forge import errors, pip_python
+from forge import errors, extensions, pip_python
 from forge.cache import cache_root, file_lock, staging_dir
+from forge.extensions import ExtensionModule
 from forge.sdk.layout import Sdk
 from forge.workload import Workload
 
@@ -28,12 +32,14 @@ class Distribution:
     name: str
     version: str
     license: str
+    sdist_sha256: str | None = None   # set when forge built it from its sdist (SBOM)
 
 
 @dataclass(frozen=True)
 class DependencyEnv:
     site: Path | None                 # None when the workload has no dependencies
     distributions: tuple[Distribution, ...]
+    extensions: tuple[ExtensionModule, ...] = ()   # built-in modules to link (forge/extensions)
 
     @property
     def search_path(self) -> list[Path]:
@@ -57,14 +63,107 @@ def _license(meta: str) -> str:
     return classifiers[0] if classifiers else "NOASSERTION"
 
 
-def read_distributions(site: Path) -> tuple[Distribution, ...]:
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_distributions(site: Path, sdists: dict[str, str] | None = None) -> tuple[Distribution, ...]:
     dists = []
     for meta_file in sorted(site.glob("*.dist-info/METADATA")):
         meta = meta_file.read_text(errors="replace")
         name = re.search(r"^Name: (.+)$", meta, re.M).group(1).strip()
         version = re.search(r"^Version: (.+)$", meta, re.M).group(1).strip()
-        dists.append(Distribution(name, version, _license(meta)))
+        dists.append(Distribution(name, version, _license(meta), (sdists or {}).get(_canon(name))))
     return tuple(dists)
+
+
+def _source_built(report: Path) -> dict[str, str]:
+    """{distribution: sdist sha256} for what pip built from an sdist (pip's --report)."""
+    if not report.is_file():
+        return {}
+    out = {}
+    for item in json.loads(report.read_text()).get("install", []):
+        info = item.get("download_info") or {}
+        url = info.get("url", "")
+        if url.endswith(".whl") or "archive_info" not in info:
+            continue
+        sha = (info["archive_info"].get("hashes") or {}).get("sha256") or \
+            (info["archive_info"].get("hash") or "sha256=").partition("=")[2]
+        out[_canon(item["metadata"]["name"])] = sha or "NOASSERTION"
+    return out
+
+
+# Rust build backends: no Rust toolchain with the x86_64-unknown-linux-musl target is installed on
+# forge's build machines, so these cannot be built; the message names the package that needs them.
+RUST_BACKENDS = {"maturin", "setuptools-rust", "setuptools_rust", "puccinialin"}
+RUST_ONLY_BINARY = {"maturin", "puccinialin"}
+RUST_MARKERS = re.compile(r"(cargo|rustc)[^\n]*(not (be )?found|not installed|No such file)|"
+                          r"can't find Rust compiler|requirement (maturin|puccinialin)\b|"
+                          r"maturin failed", re.I)
+PURE_ALTERNATIVES = {
+    "pydantic-core": "pydantic<2 (1.x has a pure-Python wheel) with a FastAPI version that still "
+                     "supports Pydantic v1, or a framework without pydantic such as Starlette",
+    "orjson": "the standard library's json",
+    "rpds-py": "nothing pure-Python provides rpds; use jsonschema<4.18, which does not need it",
+    "cryptography": "nothing pure-Python: the standard library's hashlib/hmac/ssl cover hashing and TLS",
+    "tiktoken": "nothing pure-Python",
+    "jiter": "the standard library's json",
+}
+
+
+def failed_builds(text: str) -> list[str]:
+    """Distributions whose wheel build failed, in pip's words (not pip 25's summary line
+    "Failed to build installable wheels for some pyproject.toml based projects")."""
+    names = re.findall(r"^\s*Building wheel for ([\w.\-]+) \(.*\): finished with status 'error'|"
+                       r"^Failed to build (?!installable wheels)([\w.\-]+)\s*$", text, re.M)
+    return list(dict.fromkeys(a or b for a, b in names))
+
+
+def _sdists_in_log(text: str) -> list[str]:
+    """Distributions pip fetched as sdists, in order (`Downloading foo-1.0.tar.gz`)."""
+    names = re.findall(r"(?:Downloading|Using cached|File was already downloaded) (?:\S*/)?"
+                       r"([A-Za-z0-9_.]+?)-\d[^\s/]*\.(?:tar\.gz|zip|tar\.bz2)\b", text)
+    return list(dict.fromkeys(_canon(n) for n in names))
+
+
+def _read_events(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _failure(text: str, events: list[dict], log: Path) -> errors.ForgeError | None:
+    """The one-paragraph error for a source build that failed, when forge knows its cause."""
+    sdists = [n for n in _sdists_in_log(text) if n not in {_canon(b) for b in RUST_BACKENDS}]
+    named = [_canon(n) for n in failed_builds(text)]
+    rust = RUST_MARKERS.search(text) or any(n in {_canon(b) for b in RUST_BACKENDS} for n in named)
+    if rust:
+        # The package that needs Rust: the last sdist pip fetched before the failure that is not
+        # a Rust build tool (pip prepares sdists one at a time, so that is the one that broke).
+        pkg = sdists[-1] if sdists else (named[-1] if named else "a dependency")
+        alt = PURE_ALTERNATIVES.get(pkg)
+        return errors.RustExtensionDependency(
+            f"{pkg} is a Rust extension (built with maturin or setuptools-rust), and building it "
+            f"needs a Rust toolchain with the x86_64-unknown-linux-musl target (`rustup target add "
+            f"x86_64-unknown-linux-musl`), which this machine does not have. Install one, or "
+            + (f"replace {pkg} with {alt}." if alt else f"use a pure-Python alternative to {pkg}.")
+            + f" pip's log: {log}")
+    missing = [e for e in events if e.get("event") == "missing-library"]
+    header = re.search(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory", text)
+    if missing or header:
+        pkg = named[-1] if named else (sdists[-1] if sdists else "a dependency")
+        if missing:
+            libs = sorted({lib for e in missing for lib in e["libraries"]})
+            what = f"the C librar{'y' if len(libs) == 1 else 'ies'} {', '.join('lib' + x for x in libs)}"
+        else:
+            what = f"the C header {header.group(1)} (a library forge's SDK does not have)"
+        return errors.NativeLibraryMissing(
+            f"{pkg} needs {what} to build its extension modules, and forge's SDK only provides "
+            f"zlib, libffi, OpenSSL, sqlite, bz2, lzma and uuid as static musl libraries. Use a "
+            f"version or an alternative of {pkg} that does not need it (many packages fall back to "
+            f"pure Python when it is missing: check its build options), or vendor the library's "
+            f"sources into the package's build. Nothing was written. pip's log: {log}")
+    return None
 
 
 # Requirements that point at something mutable (a local path, a VCS checkout, an editable install)
@@ -79,48 +178,71 @@ def install(w: Workload, sdk: Sdk, log: Path) -> DependencyEnv:
         args = ["-r", str(w.requirements_file)]
     else:
         args = list(w.requirements)
-    key = hashlib.sha256(json.dumps([sdk.manifest["key"], sorted(w.requirements)]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([sdk.manifest["key"], sorted(w.requirements),
+                                     extensions.driver_fingerprint()]).encode()).hexdigest()
     volatile = any(_VOLATILE.search(r) for r in w.requirements)
     final = cache_root() / "deps" / key[:24]
     with file_lock(final.with_name(final.name + ".lock")):
         if volatile or not (final / ".complete").is_file():
             with staging_dir(final) as stage:
                 site = stage / "site"
-                # CC: if pip builds an sdist, it builds with the musl compiler; the .so is then caught.
-                env = {**os.environ, "CC": str(sdk.cc), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+                events = stage / "driver-events.jsonl"
+                report = stage / "pip-report.json"
+                # Source builds go through forge's compiler driver. pip caches the wheels it builds
+                # in a cache of forge's own, per SDK and driver: a package version is built once.
+                wheels = (cache_root() / "extensions" /
+                          f"{sdk.manifest['key'][:16]}-{extensions.driver_fingerprint()}")
+                env = {**os.environ, **extensions.toolchain_env(sdk, stage / "driver-bin", events),
+                       "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_CACHE_DIR": str(wheels)}
+                if not shutil.which("cargo"):
+                    # No Rust here: maturin (and puccinialin, which would download a Rust) only
+                    # from wheels, which the static SDK cannot use, so a Rust package fails at once.
+                    env["PIP_ONLY_BINARY"] = ",".join(sorted(RUST_ONLY_BINARY))
                 with open(log, "ab") as fh:
                     proc = subprocess.run(
                         [str(sdk.python), "-m", "pip", "install", "--no-compile", "--target", str(site),
-                         "--root-user-action=ignore", *args],
+                         "--root-user-action=ignore", "--report", str(report), *args],
                         stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=w.project_dir)
                 if proc.returncode != 0:
                     text = log.read_text(errors="replace")
+                    known = _failure(text, _read_events(events), log)
+                    if known is not None:
+                        raise known
                     mismatch = pip_python.find_mismatch(text)
                     if mismatch:
                         raise errors.DependencyNeedsOtherPython(
                             pip_python.explain(mismatch, sdk.version, log))
-                    failed = re.findall(r"Failed to build ([\w.\-]+)|Building wheel for ([\w.\-]+) .*error",
-                                        text)
-                    names = sorted({a or b for a, b in failed})
+                    names = sorted(failed_builds(text))
                     if names:
                         raise errors.NativeExtensionDependency(
-                            f"{', '.join(names)} could not be built as a pure-Python package: it has "
-                            f"C extension modules, which cannot be linked into a static binary. Use a "
-                            f"pure-Python alternative, or a version of it without compiled speedups. "
-                            f"pip's log: {log}")
+                            f"{', '.join(names)} could not be built from source with forge's musl "
+                            f"toolchain (its extension modules failed to compile; the compiler's "
+                            f"output is in pip's log: {log}). Use a pure-Python alternative, or a "
+                            f"version of it that builds with gcc/clang against musl.")
                     tail = "\n".join(text.splitlines()[-12:])
                     raise errors.DependencyInstallFailed(
                         f"pip could not install {' '.join(w.requirements)} into the build environment:\n"
                         f"{tail}\nFull log: {log}. Fix the requirement (name, version, index) and build again.")
+                built = extensions.collect(site, stage / "extensions", lambda p: _owner(site, p))
                 natives = sorted(p for p in site.rglob("*") if p.name.endswith(NATIVE_SUFFIXES)
                                  or ".so." in p.name)
                 if natives:
                     owners = sorted({f"{_owner(site, p)} ({p.relative_to(site)})" for p in natives})
                     raise errors.NativeExtensionDependency(
-                        f"dependencies ship C extension modules that cannot be linked statically: "
+                        f"dependencies ship prebuilt shared objects that cannot be linked statically: "
                         f"{'; '.join(owners)}. A static binary has no dynamic loader, so these could "
-                        f"never load. Use pure-Python alternatives (or versions without compiled "
-                        f"speedups) and build again.")
+                        f"never load, and they were not built by forge's compiler driver (a wheel "
+                        f"with binaries, or a build that ignores CC). Use a version that builds from "
+                        f"its sdist, or a pure-Python alternative, and build again.")
+                # Paths as they will be once the staging directory is renamed into place.
+                extensions.save([ExtensionModule(m.name, m.symbol,
+                                                 str(final / Path(m.object).relative_to(stage)),
+                                                 m.distribution, m.libraries, m.cxx) for m in built],
+                                stage / "extensions.json")
+                (stage / "sources.json").write_text(json.dumps(_source_built(report), sort_keys=True))
+                for scratch in (events, stage / "driver-bin"):
+                    shutil.rmtree(scratch) if scratch.is_dir() else scratch.unlink(missing_ok=True)
                 (stage / ".complete").write_text("ok")
     site = final / "site"
-    return DependencyEnv(site, read_distributions(site))
+    sdists = json.loads((final / "sources.json").read_text()) if (final / "sources.json").is_file() else {}
+    return DependencyEnv(site, read_distributions(site, sdists), extensions.load(final / "extensions.json"))

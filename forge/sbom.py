@@ -73,6 +73,10 @@ def build_sbom(name: str, image_digest: str, sdk_manifest: dict,
             "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
                               "referenceLocator": f"pkg:pypi/{d.name.lower()}@{d.version}"}],
         })
+        if getattr(d, "sdist_sha256", None):  # built from its sdist by forge (extension modules)
+            packages[-1]["checksums"] = [{"algorithm": "SHA256", "checksumValue": d.sdist_sha256}]
+            packages[-1]["comment"] += ("; built from its sdist by forge's musl toolchain (checksum: "
+                                        "the sdist's); its extension modules are linked into the binary")
     doc = {
         "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
         "name": f"{name}-{image_digest}",

@@ -24,6 +24,7 @@ class BuildInputs:
     log: Path
     nuitka_flags: tuple[str, ...] = ()   # inclusion of whole packages etc. (forge/inclusion.py)
     keep_builtins: tuple[str, ...] = ()  # built-in C modules the bytecode dependencies import
+    extensions: tuple = ()           # dependencies' extension modules (forge.extensions.ExtensionModule)
 
 
 @dataclass(frozen=True)

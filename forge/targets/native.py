@@ -9,6 +9,7 @@ from pathlib import Path
 
 from forge import errors
 from forge.elfcheck import static_problems
+from forge.extensions import link_flags as extension_link_flags
 from forge.proc import run_killable
 from forge.targets import Artifact, BuildInputs
 from forge.targets.inittab import build_inittab_object, used_modules
@@ -73,8 +74,16 @@ class NativeTarget:
         """A pass that only analyses (Nuitka --generate-c-only with a report), then the pruned
         module table for the link. [tool.forge] builtins = "all" keeps every built-in module."""
         sdk = inputs.sdk
+        extra = {m.name: m.symbol for m in inputs.extensions}
+        libpl = next(sdk.path.glob("python/lib/python3.*/config-3.*"))
+        include_dir = next(sdk.path.glob("python/include/python3.*"))
         if inputs.workload.settings.get("builtins") == "all":
-            return None, {"builtins": "all"}
+            if not extra:
+                return None, {"builtins": "all"}
+            # Every SDK module, plus the dependencies' extension modules.
+            obj, _ = build_inittab_object(sdk.python, sdk.cc, libpl, include_dir,
+                                          set(sdk.manifest["builtin_modules"]), out_dir, extra)
+            return obj, {"builtins": "all"}
         pre = out_dir / "analysis"
         pre.mkdir()
         report = pre / "report.xml"
@@ -83,9 +92,7 @@ class NativeTarget:
         self._nuitka(cmd, inputs, self._env(inputs, LDFLAGS), out_dir)
         builtins = set(sdk.manifest["builtin_modules"])
         keep = (used_modules(report, inputs.include) | set(inputs.keep_builtins)) & builtins
-        libpl = next(sdk.path.glob("python/lib/python3.*/config-3.*"))
-        include_dir = next(sdk.path.glob("python/include/python3.*"))
-        obj, removed = build_inittab_object(sdk.python, sdk.cc, libpl, include_dir, keep, out_dir)
+        obj, removed = build_inittab_object(sdk.python, sdk.cc, libpl, include_dir, keep, out_dir, extra)
         shutil.rmtree(pre)
         kept = sorted(builtins - set(removed))
         return obj, {"builtins_linked": kept, "builtins_dropped": removed}
@@ -111,8 +118,10 @@ class NativeTarget:
         table, table_details = self._module_table(inputs, out_dir)
         allocator, allocator_details = self._allocator(inputs)
         # Objects on the link line before libpython.a and libc.a: the module table's
-        # _PyImport_Inittab wins over config.o, the allocator's malloc over musl's.
-        ldflags = " ".join([LDFLAGS, *([str(table)] if table else []), *allocator])
+        # _PyImport_Inittab wins over config.o, the allocator's malloc over musl's. The
+        # dependencies' extension modules (forge/extensions) follow, with the libraries they use.
+        ext_flags = extension_link_flags(inputs.extensions)
+        ldflags = " ".join([LDFLAGS, *([str(table)] if table else []), *allocator, *ext_flags])
         self._nuitka(self.nuitka_command(inputs, out_dir), inputs, self._env(inputs, ldflags), out_dir)
         dist = out_dir / f"{inputs.entry_script.stem}.dist"
         binary = dist / "app"
@@ -128,4 +137,7 @@ class NativeTarget:
         subprocess.run(["strip", "--strip-all", str(binary)], check=True)
         return Artifact(binary, self.name, binary.stat().st_size,
                         {"files": sorted(p.name for p in dist.iterdir()), **table_details,
-                         **allocator_details})
+                         **allocator_details,
+                         "extension_modules": [{"name": m.name, "distribution": m.distribution,
+                                                "libraries": list(m.libraries), "cxx": m.cxx}
+                                               for m in inputs.extensions]})

@@ -1,0 +1,186 @@
+"""Dependencies with C, Cython and C++ extension modules, built from their sdists by forge's compiler
+driver and linked into the static binary as built-in modules (docs/extensions.md). Real packages
+from PyPI, compiled, then run: in a container (read-only, as 65532) for the Flask app, directly for
+the rest. Heavy builds (numpy, ...) only with FORGE_TEST_HEAVY=1."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from forge.elfcheck import static_problems
+from tests.helpers import run_forge
+
+pytestmark = pytest.mark.sdk
+ROOT = Path(__file__).resolve().parent.parent
+FLASK = ROOT / "benchmarks" / "workloads" / "flask"
+HEAVY = pytest.mark.skipif(os.environ.get("FORGE_TEST_HEAVY") != "1", reason="heavy: FORGE_TEST_HEAVY=1")
+
+
+def _build(*args, timeout=2400) -> dict:
+    r = run_forge("build", *map(str, args), "--json", timeout=timeout)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return json.loads(r.stdout)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 30.0) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _program(tmp_path: Path, name: str, requirements: list[str], code: str) -> Path:
+    proj = tmp_path / name
+    proj.mkdir()
+    (proj / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    (proj / "pyproject.toml").write_text(f'[project]\nname = "{name}"\nversion = "0"\ndependencies = []\n'
+                                         f'[tool.forge]\nentry = "main"\n')
+    (proj / "main.py").write_text(code)
+    return proj
+
+
+def _run(binary: str) -> dict:
+    proc = subprocess.run([binary], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def flask_build(sdk, tmp_path_factory):
+    return _build(FLASK, "-o", tmp_path_factory.mktemp("flask") / "out", "--format", "docker-archive",
+                  "--tag", "forge-test/flask-ext:latest")
+
+
+def test_flask_build_links_markupsafe_speedups(flask_build):
+    assert flask_build["extension_modules"] == ["markupsafe._speedups"]
+    assert static_problems(Path(flask_build["binary"])) == []
+    sbom = json.loads(Path(flask_build["sbom"]).read_text())
+    ms = next(p for p in sbom["packages"] if p["name"].lower() == "markupsafe")
+    assert len(ms["checksums"][0]["checksumValue"]) == 64 and "sdist" in ms["comment"]
+
+
+@pytest.mark.docker
+def test_flask_app_renders_with_c_speedups_in_container(flask_build, docker_client):
+    with open(flask_build["image"], "rb") as fh:
+        docker_client.images.load(fh.read())
+    port = _free_port()
+    c = docker_client.containers.run("forge-test/flask-ext:latest", detach=True, read_only=True,
+                                     user="65532", ports={"8080/tcp": ("127.0.0.1", port)})
+    try:
+        page = _wait_http(f"http://127.0.0.1:{port}/?who=<i>me</i>")
+        assert page.status_code == 200, c.logs()[-2000:]
+        assert "<li class=\"odd\">item 0: &lt;b&gt;0&lt;/b&gt; &amp; more</li>" in page.text
+        assert "&lt;i&gt;me&lt;/i&gt;" in page.text
+        native = requests.get(f"http://127.0.0.1:{port}/native", timeout=5).json()
+        assert native == {"speedups_builtin": True, "speedups_loaded": True,
+                          "escape_inner_module": "markupsafe._speedups",
+                          "escape_inner_type": "builtin_function_or_method",
+                          "escaped": "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;"}
+    finally:
+        c.remove(force=True)
+
+
+MSGPACK_AND_SAME_NAMES = '''
+import json, sys, types
+import markupsafe, msgpack, simplejson
+from msgpack import _cmsgpack
+packed = msgpack.packb({"a": [1, 2.5, "\\u00e9", b"x"]})
+print(json.dumps({
+    "builtins": sorted(m for m in getattr(sys, "builtin_module_names") if "." in m),
+    "packb_is_python": isinstance(msgpack.packb, types.FunctionType),
+    "packb_module": type(msgpack.Packer).__module__,
+    "roundtrip": msgpack.unpackb(packed) == {"a": [1, 2.5, "\\u00e9", b"x"]},
+    "markupsafe": str(markupsafe.escape("<&>")),
+    "simplejson_c": simplejson._speedups.__name__ if hasattr(simplejson, "_speedups") else None,
+    "simplejson_scanner_c": simplejson.scanner.c_make_scanner is not None,
+    "simplejson": simplejson.loads(simplejson.dumps({"k": [1, None]})),
+}))
+'''
+
+
+def test_msgpack_and_two_modules_with_the_same_last_name(sdk, tmp_path):
+    """msgpack (Cython), and markupsafe._speedups + simplejson._speedups in one binary."""
+    proj = _program(tmp_path, "samenames", ["msgpack==1.1.2", "markupsafe==3.0.4", "simplejson==3.20.2"],
+                    MSGPACK_AND_SAME_NAMES)
+    summary = _build(proj, "-o", tmp_path / "out")
+    assert summary["extension_modules"] == ["markupsafe._speedups", "msgpack._cmsgpack", "simplejson._speedups"]
+    out = _run(summary["binary"])
+    assert out["builtins"] == ["markupsafe._speedups", "msgpack._cmsgpack", "simplejson._speedups"]
+    assert out["packb_is_python"] is False and out["packb_module"] == "msgpack._cmsgpack"
+    assert out["roundtrip"] is True and out["markupsafe"] == "&lt;&amp;&gt;"
+    assert out["simplejson_scanner_c"] is True and out["simplejson"] == {"k": [1, None]}
+
+
+AIOHTTP_STACK = '''
+import json, sys
+import multidict, yarl, propcache, frozenlist
+md = multidict.MultiDict([("a", "1"), ("a", "2")])
+url = yarl.URL("https://example.com/p?q=1") / "x"
+fl = frozenlist.FrozenList([1, 2]); fl.freeze()
+print(json.dumps({
+    "builtins": sorted(m for m in getattr(sys, "builtin_module_names") if "." in m),
+    "multidict_impl": type(md).__module__,
+    "getall": md.getall("a"),
+    "url": str(url.with_query(a="b")),
+    "frozen": fl.frozen, "frozenlist_impl": type(fl).__module__,
+}))
+'''
+
+
+def test_multidict_yarl_propcache_frozenlist_are_compiled(sdk, tmp_path):
+    proj = _program(tmp_path, "aiostack", ["multidict==6.7.0", "yarl==1.22.0", "propcache==0.4.1",
+                                           "frozenlist==1.8.0", "idna==3.11"], AIOHTTP_STACK)
+    summary = _build(proj, "-o", tmp_path / "out")
+    out = _run(summary["binary"])
+    for mod in ("multidict._multidict", "yarl._quoting_c", "propcache._helpers_c", "frozenlist._frozenlist"):
+        assert mod in out["builtins"], out["builtins"]
+    assert out["multidict_impl"] == "multidict._multidict" and out["getall"] == ["1", "2"]
+    assert out["url"] == "https://example.com/p/x?a=b"
+    assert out["frozen"] is True and out["frozenlist_impl"] == "frozenlist._frozenlist"  # C++ (Cython)
+
+
+def test_a_library_forge_does_not_have_is_one_paragraph_and_nothing_is_written(sdk, tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "nolib").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n'
+                                        'build-backend = "setuptools.build_meta"\n')
+    (pkg / "setup.py").write_text(
+        'from setuptools import Extension, setup\n'
+        'setup(name="needs-nolib", version="1.0", packages=["nolib"], ext_modules=[Extension('
+        '"nolib._fast", ["nolib/_fast.c"], libraries=["forgenosuchlib"])])\n')
+    (pkg / "nolib" / "__init__.py").write_text("")
+    (pkg / "nolib" / "_fast.c").write_text(
+        '#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "_fast"};\n'
+        'PyMODINIT_FUNC PyInit__fast(void) { return PyModule_Create(&m); }\n')
+    proj = _program(tmp_path, "nolibapp", [str(pkg)], "import nolib\n")
+    r = run_forge("build", proj, "-o", tmp_path / "out", timeout=600)
+    assert r.returncode == 90, r.stderr[-3000:]
+    msg = r.stderr.strip().splitlines()[-1]
+    assert "needs-nolib needs the C library libforgenosuchlib" in msg and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rust_extension_names_the_package_that_needs_rust(sdk, tmp_path):
+    proj = _program(tmp_path, "fastapiapp", ["fastapi==0.115.0"], "import fastapi\n")
+    r = run_forge("build", proj, "-o", tmp_path / "out", timeout=600)
+    assert r.returncode == 91, r.stderr[-3000:]
+    msg = r.stderr.strip().splitlines()[-1]
+    assert msg.count("pydantic-core") >= 2 and "maturin could not" not in msg
+    assert "x86_64-unknown-linux-musl" in msg and "pydantic<2" in msg
+    assert not (tmp_path / "out").exists()
