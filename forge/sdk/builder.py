@@ -59,7 +59,10 @@ def cache_key(version: str, compiler: compilers.Compiler) -> str:
         "sources": [(s.name, s.version, s.sha256) for s in srcs.sources_for(version)],
         "recipe": hashlib.sha256(_package_file("recipe.sh")).hexdigest(),
         "requirements": hashlib.sha256(_package_file("requirements.txt")).hexdigest(),
-        "patches": [(n, hashlib.sha256(b).hexdigest()) for n, b in _patches()],
+        # The wasm host's CPython patches live in wasm-host/ (hashed below), so recipe patches for
+        # 3.13+ never rebuild it.
+        "patches": [(n, hashlib.sha256(b).hexdigest()) for n, b in _patches()
+                    if not (_is_wasm_host(version) and n.startswith("cpython-"))],
         "compiler": compiler.identity,
     }
     if _is_wasm_host(version):
