@@ -296,8 +296,8 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
             for extra in extras:
                 shutil.move(str(art.path.parent / extra), stage / "bin" / extra)
             if tree is not None:     # the dependencies as bytecode (forge/inclusion.py)
-                shutil.copytree(tree, stage / "bin" / inclusion.SITE_DIR,
-                                ignore=shutil.ignore_patterns(".forge-tree.json"))
+                _link_or_copy(tree, stage / "bin" / inclusion.SITE_DIR)
+                (stage / "bin" / inclusion.SITE_DIR / ".forge-tree.json").unlink()
                 art.details["bytecode_tree"] = {k: tree_info[k] for k in ("stdlib", "bytes", "skipped")}
             shutil.rmtree(work)
             rel = f"bin/{art.path.name}"
@@ -366,7 +366,7 @@ def build(opts: BuildOptions) -> dict:
                 shutil.copy2(artifact.path, stage / artifact.path.name)
                 for extra in artifact.path.parent.iterdir():   # package data: beside the binary
                     if extra != artifact.path and extra.name not in _OUTPUT_NAMES:
-                        (shutil.copytree if extra.is_dir() else shutil.copy2)(extra, stage / extra.name)
+                        _link_or_copy(extra, stage / extra.name)
                 (stage / "sbom.spdx.json").write_bytes(
                     build_sbom(w.name, image.digest, sdk.manifest, dep_env.distributions, opts.epoch))
                 summary = {
@@ -395,6 +395,20 @@ def build(opts: BuildOptions) -> dict:
 
 
 _OUTPUT_NAMES = {"image", "image.tar", "sbom.spdx.json", OUTPUT_MARKER}
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A file or tree of files that nothing modifies in place (cache entries): hard links where
+    the file system allows (thousands of small .pyc files), copies where it does not."""
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=link)
+    else:
+        link(src, dst)
 
 
 def _start_check(opts: BuildOptions, w: Workload, artifact: Artifact, image, sdk: Sdk,
