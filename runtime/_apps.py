@@ -82,13 +82,14 @@ class ThreadWriter:
         self.call(self.conn.start, head, status, chunked)
 
     def write(self, data):
-        if not data or self.conn.closed:
-            return not self.conn.closed
+        conn = self.conn
+        if not data or conn.closed or conn.timed_out:
+            return not (conn.closed or conn.timed_out)
         lock = _thread.allocate_lock()
         lock.acquire()
-        self.call(self.conn.send_and_release, data, lock)
+        self.call(conn.send_and_release, data, lock)
         lock.acquire()
-        return not self.conn.closed
+        return not (conn.closed or conn.timed_out)
 
     def end(self):
         self.call(self.conn.end)
@@ -135,6 +136,15 @@ def _stream_from_thread(conn, req, status, pairs, stream, length):
 
 
 def make_sync_handler(app, pool):
+    def job(conn, req):
+        if conn.timed_out:
+            return  # answered 504 by the watchdog while queued
+        conn.worker = _thread.get_ident()
+        try:
+            run(conn, req)
+        finally:
+            conn.worker = None
+
     def run(conn, req):
         try:
             resp = to_response(app(req))
@@ -151,7 +161,7 @@ def make_sync_handler(app, pool):
             _stream_from_thread(conn, req, status, pairs, stream, length)
 
     def dispatch(conn, req):
-        pool.submit(run, conn, req)
+        pool.submit(job, conn, req)
 
     return dispatch
 
@@ -210,6 +220,15 @@ def wsgi_environ(req, server):
 
 
 def make_wsgi(app, pool):
+    def job(conn, req):
+        if conn.timed_out:
+            return  # answered 504 by the watchdog while queued
+        conn.worker = _thread.get_ident()
+        try:
+            run(conn, req)
+        finally:
+            conn.worker = None
+
     def run(conn, req):
         server = conn.server
         state = {}  # status, headers, writer (once streaming)
@@ -323,7 +342,7 @@ def make_wsgi(app, pool):
         conn.loop.call_soon_threadsafe(conn.send_full, data, code, len(body) if allowed else 0)
 
     def dispatch(conn, req):
-        pool.submit(run, conn, req)
+        pool.submit(job, conn, req)
 
     return dispatch
 
@@ -418,7 +437,7 @@ def make_async_handler(app, pool):
         conn.end()
 
     def dispatch(conn, req):
-        conn.loop.create_task(run(conn, req))
+        conn.task = conn.loop.create_task(run(conn, req))
 
     return dispatch
 
@@ -604,7 +623,7 @@ def make_asgi(app, ready, state):
                 conn.fail()
 
     def dispatch(conn, req):
-        conn.loop.create_task(run(conn, req))
+        conn.task = conn.loop.create_task(run(conn, req))
 
     return dispatch
 

@@ -406,15 +406,22 @@ def listen(host, port, backlog=1024, std=False):
 
 
 class ThreadPool:
-    """Grows on demand up to `size` threads (raw _thread: the `threading` module isn't needed)."""
+    """Grows on demand up to `size` threads (raw _thread: the `threading` module isn't needed).
+
+    The request watchdog can abandon a worker stuck in a handler (a thread cannot be killed): the
+    pool then starts a replacement, so it is not starved, and the stuck thread, if its handler ever
+    returns, rejoins the pool when there is room or ends. At most `size` threads are abandoned at a
+    time; past that a stuck worker is not replaced (the pool shrinks, queued requests get their 504)."""
 
     def __init__(self, size):
         import _queue
 
         self._q = _queue.SimpleQueue()
         self._size = max(1, size)
-        self._count = 0
-        self._idle = 0
+        self._count = 0      # live workers, the abandoned ones not counted
+        self._idle = 0       # workers free for a job (each queued job claims one)
+        self._backlog = 0    # queued jobs no worker has claimed yet
+        self._abandoned = set()  # idents of abandoned workers still running their handler
         self._lock = _thread.allocate_lock()
         self._closed = False
 
@@ -428,9 +435,34 @@ class ThreadPool:
             elif self._count < self._size:
                 self._count += 1
                 spawn = True
+            else:
+                self._backlog += 1
         self._q.put((fn, args))
         if spawn:
             _thread.start_new_thread(self._worker, ())
+
+    def abandon(self, ident):
+        """The worker `ident` is stuck in a handler past the request timeout: stop counting it and
+        start a replacement if jobs are waiting. -> False when the abandoned limit is reached (then
+        the worker stays counted, and nothing replaces it)."""
+        spawn = False
+        with self._lock:
+            if ident in self._abandoned:
+                return True
+            if self._closed or len(self._abandoned) >= self._size:
+                return False
+            self._abandoned.add(ident)
+            self._count -= 1
+            if self._backlog:
+                self._backlog -= 1
+                self._count += 1
+                spawn = True
+        if spawn:
+            _thread.start_new_thread(self._worker, ())
+        return True
+
+    def abandoned(self):
+        return len(self._abandoned)
 
     def shutdown(self):
         """Ask every worker to exit once idle (a busy one finishes its job first). Workers are raw
@@ -445,6 +477,7 @@ class ThreadPool:
     def _worker(self):
         get = self._q.get
         lock = self._lock
+        me = _thread.get_ident()
         while True:
             fn, args = get()
             if fn is None:
@@ -454,7 +487,15 @@ class ThreadPool:
             except BaseException:  # the callables handle their own errors; never lose a worker
                 _report_exception()
             with lock:
-                self._idle += 1
+                if me in self._abandoned:
+                    self._abandoned.discard(me)
+                    if self._closed or self._count >= self._size:
+                        return  # replaced: this thread ends
+                    self._count += 1  # room again: rejoin
+                if self._backlog:
+                    self._backlog -= 1
+                else:
+                    self._idle += 1
 
 
 def _report_exception():

@@ -46,6 +46,7 @@ def _serve_lean(app, kind, cfg, resume_gc):
     loop = LeanLoop()
     server = Server(cfg, loop)
     pool = ThreadPool(cfg.threads)
+    server.pool = pool
     server.dispatch = _sync_dispatch(app, kind, pool)
     sock = listen(cfg.host, cfg.port)
     server.sockname = sock.getsockname()[:2]
@@ -128,6 +129,7 @@ def _serve_asyncio(app, kind, is_async, cfg, resume_gc):
         loop = asyncio.get_running_loop()
         server = Server(cfg, loop)
         pool = ThreadPool(cfg.threads)
+        server.pool = pool
         ready = asyncio.Event()
         state = {}
         if kind == "asgi":
@@ -165,6 +167,40 @@ def _serve_asyncio(app, kind, is_async, cfg, resume_gc):
         if lifespan is not None and lifespan.supported:
             await lifespan.shutdown(max(cfg.drain_seconds, 1.0))
         log_event("stopped", abandoned=left)
+        if left or server.timeouts:
+            # Work may still run on the loop's default executor (asyncio.to_thread in a handler the
+            # watchdog or the drain gave up on): asyncio.run would wait for it to finish. Leave it
+            # behind a fresh, empty executor instead; the exit below does not wait for it either.
+            from concurrent.futures import ThreadPoolExecutor
+
+            loop.set_default_executor(ThreadPoolExecutor(1))
+            stuck.append(True)
         return 0
 
-    return asyncio.run(main())
+    stuck = []
+    rc = asyncio.run(main())
+    if stuck and _threads_holding_the_exit():
+        _exit_now(rc)
+    return rc
+
+
+def _threads_holding_the_exit():
+    """True when a non-daemon thread (an executor's worker running a handler abandoned by the
+    watchdog or the drain) is still alive after a short grace: interpreter exit would join it."""
+    import threading
+
+    end = _time() + _OWNER_GRACE_SECONDS
+    me = threading.current_thread()
+    for t in threading.enumerate():
+        if t is me or t.daemon:
+            continue
+        t.join(max(0.0, end - _time()))
+        if t.is_alive():
+            return True
+    return False
+
+
+def _time():
+    import time
+
+    return time.monotonic()

@@ -41,6 +41,8 @@ class Config:
         self.read_timeout = _env_number("FORGE_READ_TIMEOUT", 10.0)
         self.drain_seconds = _env_number("FORGE_DRAIN_SECONDS", 10.0)
         self.threads = _env_number("FORGE_THREADS", 32, int)
+        # The watchdog (0: off). A request with no response head after this long gets 504.
+        self.request_timeout = _env_number("FORGE_REQUEST_TIMEOUT", 0.0)
         self.access_log = env.get("FORGE_ACCESS_LOG", "1").strip().lower() not in ("0", "false", "no", "off", "")
         self.loop = (env.get("FORGE_LOOP") or "auto").strip().lower()
         if self.loop not in ("auto", "lean", "asyncio"):
@@ -60,7 +62,7 @@ class AccessLog:
             from json.encoder import encode_basestring_ascii as q
         self.q = q
 
-    def add(self, req, peer, status, nbytes, t0):
+    def add(self, req, peer, status, nbytes, t0, timeout=False):
         if not self.enabled:
             return
         q = self.q
@@ -77,6 +79,8 @@ class AccessLog:
         line = '{"ts":%.3f,"remote":%s,"method":%s,"path":%s,"proto":"HTTP/%s","status":%d,"bytes":%d,"dur_ms":%.3f}\n' % (
             now, remote, method, path, proto, status, nbytes, (time.monotonic() - t0) * 1000.0,
         )
+        if timeout:
+            line = line[:-2] + ',"timeout":true}\n'
         if not self.buf:
             self.loop.call_soon(self.flush)
         self.buf.append(line)
@@ -142,7 +146,11 @@ class Server:
         self._drain_deadline = 0.0
         self._close_listener = None
         self.on_drained = None  # callable run (once) when draining finishes
-        self._sweep_every = max(0.05, min(1.0, config.idle_timeout / 4 or 1.0, config.read_timeout / 4 or 1.0))
+        self._sweep_every = max(0.05, min(1.0, config.idle_timeout / 4 or 1.0, config.read_timeout / 4 or 1.0,
+                                          config.request_timeout / 4 or 1.0))
+        self.request_timeout = config.request_timeout
+        self.pool = None      # the ThreadPool whose stuck workers the watchdog replaces
+        self.timeouts = 0     # requests the watchdog answered with 504
 
     def date_line(self):
         t = time.time()
@@ -179,7 +187,11 @@ class Server:
             return  # drained already
         now = time.monotonic()
         for conn in list(self.conns):
-            if conn.busy or conn.closed:
+            if conn.busy:
+                if conn.req_deadline and now >= conn.req_deadline and not conn.closed:
+                    conn.time_out(now)
+                continue
+            if conn.closed:
                 continue
             if conn.reading:
                 if now >= conn.deadline:
@@ -194,6 +206,26 @@ class Server:
         self.loop.call_later(self._sweep_every if not self.draining else 0.02, self._sweep)
 
     # -- shutdown ---------------------------------------------------------------------------------
+
+    def request_limit(self, req):
+        """Seconds `req` may run before its response head: FORGE_REQUEST_TIMEOUT, or for a Workflow
+        step (which forge_runtime.cloudflare bounds by the step's own declared timeout, sent as
+        X-Forge-Step-Timeout) that timeout and a second, if longer."""
+        limit = self.request_timeout
+        if req.path.startswith("/_forge/steps/"):
+            step = req.headers.get("x-forge-step-timeout")
+            if step:
+                try:
+                    limit = max(limit, float(step) + 1.0)
+                except ValueError:
+                    pass
+        return limit
+
+    def abandon_worker(self, ident):
+        """A sync handler on thread `ident` ran past the request timeout: have the pool replace it."""
+        if self.pool is not None:
+            return self.pool.abandon(ident)
+        return False
 
     def begin_shutdown(self, signame="signal"):
         if self.draining:
@@ -242,6 +274,7 @@ class HttpConnection:
         "server", "loop", "parser", "transport", "peer", "busy", "reading", "deadline", "closed",
         "client_eof", "paused_reading", "paused_writing", "waiters", "req", "t0", "status", "nbytes",
         "chunked", "keep", "in_advance", "dead", "disconnect_waiters",
+        "req_deadline", "timed_out", "task", "worker",
     )
 
     def __init__(self, server):
@@ -268,6 +301,10 @@ class HttpConnection:
         self.keep = True
         self.in_advance = False
         self.dead = False
+        self.req_deadline = 0.0  # watchdog: when the current request's response head is due (0: none)
+        self.timed_out = False   # the watchdog answered for the app: what the app sends later is dropped
+        self.task = None         # the asyncio task running the current request (coroutine apps)
+        self.worker = None       # the pool thread running the current request (sync apps)
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
 
@@ -364,6 +401,8 @@ class HttpConnection:
                 if req.host == _PING_HOST and req.path == "/" and req.method in ("GET", "HEAD"):
                     self._ping(req)
                     continue
+                if self.server.request_timeout:
+                    self.req_deadline = self.t0 + self.server.request_limit(req)
                 self.server.dispatch(self, req)
         finally:
             self.in_advance = False
@@ -397,6 +436,42 @@ class HttpConnection:
             return
         self.deadline = time.monotonic() + _LINGER_SECONDS
 
+    def time_out(self, now):
+        """The watchdog: the request ran past its limit with no response head sent. Answer 504 (and
+        close), log it, cancel the coroutine or have the pool replace the stuck thread; whatever the
+        app sends later is dropped."""
+        server = self.server
+        req = self.req
+        self.timed_out = True
+        self.keep = False
+        task, self.task = self.task, None
+        worker = self.worker
+        replaced = server.abandon_worker(worker) if worker is not None else False
+        server.timeouts += 1
+        log_event("request_timeout", method=req.method, path=req.path,
+                  seconds=round(now - self.t0, 3), limit=server.request_limit(req),
+                  worker=("replaced" if replaced else "stuck") if worker is not None
+                  else ("cancelled" if task is not None else "queued"))
+        body = b"request timed out\n"
+        head = server.build_head(504, [(b"content-type", b"text/plain; charset=utf-8")], len(body), False,
+                                 req.http_version == "1.0")
+        if req.method == "HEAD":
+            body = b""
+        self.status = 504
+        self.nbytes = len(body)
+        if server.access_log is not None:
+            server.access_log.add(req, self.peer, 504, len(body), self.t0, timeout=True)
+        self.busy = False
+        self.req = None
+        self.req_deadline = 0.0
+        self.dead = True
+        if not self.closed:
+            self.transport.write(head + body)
+            self.transport.close()
+        self._wake(self.disconnect_waiters)
+        if task is not None:
+            task.cancel()
+
     def in_flight(self):
         """What the drain waits for: a request being read, handled or streamed, or its response
         still being sent."""
@@ -425,6 +500,8 @@ class HttpConnection:
             server.access_log.add(self.req, self.peer, self.status, self.nbytes, self.t0)
         self.busy = False
         self.req = None
+        self.req_deadline = 0.0
+        self.task = None
         self._wake(self.disconnect_waiters)
         if self.closed:
             return
@@ -448,6 +525,8 @@ class HttpConnection:
 
     def send_full(self, data, status, nbytes):
         """A whole response (head + body) in one write."""
+        if self.timed_out:
+            return
         self.status = status
         self.nbytes = nbytes
         if not self.closed:
@@ -455,13 +534,16 @@ class HttpConnection:
         self._done()
 
     def start(self, head, status, chunked):
+        if self.timed_out:
+            return
+        self.req_deadline = 0.0  # the head is out: the watchdog does not cut a streamed body
         self.status = status
         self.chunked = chunked
         if not self.closed:
             self.transport.write(head)
 
     def send(self, data):
-        if self.closed or not data:
+        if self.closed or not data or self.timed_out:
             return
         self.nbytes += len(data)
         if self.chunked:
@@ -470,12 +552,16 @@ class HttpConnection:
             self.transport.write(data)
 
     def end(self):
+        if self.timed_out:
+            return
         if self.chunked and not self.closed:
             self.transport.write(b"0\r\n\r\n")
         self._done()
 
     def fail(self):
         """Abandon a response whose head is already out: close so the client sees truncation."""
+        if self.timed_out:
+            return
         self.keep = False
         if not self.closed:
             self.transport.close()

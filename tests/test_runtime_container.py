@@ -48,6 +48,7 @@ def test_server_suite_against_containers(container_env):
         assert built.returncode == 0, built.stderr[-3000:]
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "test_runtime_server.py"),
+         str(HERE / "test_runtime_watchdog.py"),
          "--basetemp", os.path.join(container_env["FORGE_TEST_SHARE"], "pytest"),
          "-k", " and ".join(f"not {name}" for name in NOT_IN_CONTAINER)],
         env=container_env, capture_output=True, text=True, timeout=1500, cwd=HERE.parent)

@@ -73,6 +73,17 @@ async def app(scope, receive, send):
         return
     if path == "/error":
         raise RuntimeError("asgi boom")
+    if path == "/sleep":  # the request watchdog's tests: ?s= seconds, ?thread=1 on a worker thread
+        q = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
+        if q.get("thread"):
+            import time
+
+            await asyncio.to_thread(time.sleep, float(q.get("s", "0.2")))
+        else:
+            await asyncio.sleep(float(q.get("s", "0.2")))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"slept"})
+        return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"hello from asgi"})
 

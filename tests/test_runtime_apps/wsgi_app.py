@@ -30,5 +30,11 @@ def app(environ, start_response):
         return [b"and iterable"]
     if path == "/error":
         raise RuntimeError("wsgi boom")
+    if path == "/sleep":  # the request watchdog's tests
+        import time
+
+        time.sleep(float(environ["QUERY_STRING"].partition("s=")[2] or "0.2"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slept"]
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hello from wsgi"]
