@@ -24,6 +24,7 @@ from forge.extensions import ExtensionModule
 from forge.sdk.layout import Sdk
 from forge.workload import Workload
 
+INSTALL_VERSION = 2  # how install() builds the site dir; part of the cache key
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
 
 
@@ -111,6 +112,36 @@ PURE_ALTERNATIVES = {
 }
 
 
+def _compiled_variants(report: Path, sdk: Sdk, env: dict, stage: Path, log: Path) -> list[str]:
+    """Of the distributions pip installed from a pure wheel, those whose same version also has
+    CPython wheels for x86_64 Linux (so the pure one is a fallback), asked of pip itself: a dry
+    run for a manylinux/musllinux CPython of the SDK's version, binary only, no dependencies."""
+    if not report.is_file():
+        return []
+    pure = {}
+    for item in json.loads(report.read_text()).get("install", []):
+        url = (item.get("download_info") or {}).get("url", "")
+        if url.endswith("-none-any.whl"):
+            pure[_canon(item["metadata"]["name"])] = item["metadata"]["version"]
+    if not pure:
+        return []
+    major_minor = ".".join(sdk.version.split(".")[:2])
+    tag = "cp" + major_minor.replace(".", "")
+    probe = stage / "pip-platform-report.json"
+    cmd = [str(sdk.python), "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
+           "--only-binary=:all:", "--python-version", major_minor, "--implementation", "cp",
+           "--abi", tag, "--platform", "manylinux2014_x86_64", "--platform", "musllinux_1_2_x86_64",
+           "--report", str(probe), *(f"{n}=={v}" for n, v in sorted(pure.items()))]
+    with open(log, "ab") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0 or not probe.is_file():
+        return []  # the probe is an optimisation: without an answer, keep the pure wheels
+    compiled = [_canon(i["metadata"]["name"]) for i in json.loads(probe.read_text()).get("install", [])
+                if not (i.get("download_info") or {}).get("url", "").endswith("-none-any.whl")]
+    probe.unlink()
+    return sorted(compiled)
+
+
 def failed_builds(text: str) -> list[str]:
     """Distributions whose wheel build failed, in pip's words (not pip 25's summary line
     "Failed to build installable wheels for some pyproject.toml based projects")."""
@@ -179,7 +210,7 @@ def install(w: Workload, sdk: Sdk, log: Path) -> DependencyEnv:
     else:
         args = list(w.requirements)
     key = hashlib.sha256(json.dumps([sdk.manifest["key"], sorted(w.requirements),
-                                     extensions.driver_fingerprint()]).encode()).hexdigest()
+                                     extensions.driver_fingerprint(), INSTALL_VERSION]).encode()).hexdigest()
     volatile = any(_VOLATILE.search(r) for r in w.requirements)
     final = cache_root() / "deps" / key[:24]
     with file_lock(final.with_name(final.name + ".lock")):
@@ -198,11 +229,24 @@ def install(w: Workload, sdk: Sdk, log: Path) -> DependencyEnv:
                     # No Rust here: maturin (and puccinialin, which would download a Rust) only
                     # from wheels, which the static SDK cannot use, so a Rust package fails at once.
                     env["PIP_ONLY_BINARY"] = ",".join(sorted(RUST_ONLY_BINARY))
-                with open(log, "ab") as fh:
-                    proc = subprocess.run(
-                        [str(sdk.python), "-m", "pip", "install", "--no-compile", "--target", str(site),
-                         "--root-user-action=ignore", "--report", str(report), *args],
-                        stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=w.project_dir)
+
+                def pip_install(no_binary: list[str]) -> subprocess.CompletedProcess:
+                    run_env = {**env, "PIP_NO_BINARY": ",".join(no_binary)} if no_binary else env
+                    with open(log, "ab") as fh:
+                        return subprocess.run(
+                            [str(sdk.python), "-m", "pip", "install", "--no-compile", "--target",
+                             str(site), "--root-user-action=ignore", "--report", str(report), *args],
+                            stdout=fh, stderr=subprocess.STDOUT, env=run_env, cwd=w.project_dir)
+
+                proc = pip_install([])
+                if proc.returncode == 0:
+                    # A pure wheel next to compiled ones (multidict, yarl, frozenlist...) is the
+                    # package's fallback: CPython would install the compiled wheel, so forge builds
+                    # those from their sdists instead.
+                    compiled = _compiled_variants(report, sdk, env, stage, log)
+                    if compiled:
+                        shutil.rmtree(site, ignore_errors=True)
+                        proc = pip_install(compiled)
                 if proc.returncode != 0:
                     text = log.read_text(errors="replace")
                     known = _failure(text, _read_events(events), log)
