@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn)
 
 # Everything human-facing goes to stderr so stdout stays clean for --json and `forge toolchain path`.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -61,7 +62,7 @@ def steps(title: str, total: int) -> Iterator[Steps]:
         yield Steps(None, None, total)
         return
     columns = (SpinnerColumn(), TextColumn(f"[bold]{title}[/] {{task.description}}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+               MofNCompleteColumn(), TimeElapsedColumn())
     global _progress
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("", total=total)
