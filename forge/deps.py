@@ -179,6 +179,16 @@ def _failure(text: str, events: list[dict], log: Path) -> errors.ForgeError | No
             f"x86_64-unknown-linux-musl`), which this machine does not have. Install one, or "
             + (f"replace {pkg} with {alt}." if alt else f"use a pure-Python alternative to {pkg}.")
             + f" pip's log: {log}")
+    loads = re.search(r"^\s*import (\w+).*\n(?:.*\n){0,3}?\s*ImportError: Dynamic loading not supported", text, re.M)
+    if loads or "ImportError: Dynamic loading not supported" in text:
+        pkg = named[-1] if named else (sdists[-1] if sdists else "a dependency")
+        mod = loads.group(1) if loads else "an extension module"
+        return errors.NativeExtensionDependency(
+            f"{pkg}'s build imports {mod} (a compiled extension module) in forge's build interpreter, "
+            f"which is static and cannot load extension modules: cffi's out-of-line modules "
+            f"(`ffi.set_source(...)` in a build script) need cffi's _cffi_backend at build time. "
+            f"forge cannot build {pkg} yet; use a pure-Python alternative, or a version that ships a "
+            f"pure wheel. pip's log: {log}")
     missing = [e for e in events if e.get("event") == "missing-library"]
     header = re.search(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory", text)
     if missing or header:

@@ -93,6 +93,7 @@ def toolchain_env(sdk, bindir: Path, events: Path) -> dict[str, str]:
         "FORGE_EXT_CC": str(sdk.cc), "FORGE_EXT_CXX": _cxx_or_empty(),
         "FORGE_EXT_LIBDIR": str(sdk.deps_lib), "FORGE_EXT_EVENTS": str(events),
         "FORGE_EXT_BIN": str(bindir),
+        "FORGE_EXT_INCDIR": str(sdk.deps_lib.parent / "include"),
         "FORGE_EXT_LD": tools["ld"], "FORGE_EXT_AR": tools["ar"], "FORGE_EXT_RANLIB": tools["ranlib"],
         "FORGE_EXT_NM": tools["nm"], "FORGE_EXT_OBJCOPY": tools["objcopy"],
         "FORGE_EXT_STRIP": tools["strip"],

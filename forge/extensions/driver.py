@@ -21,7 +21,7 @@ runs under whatever Python the build runs (the SDK's, typically).
   and an event in FORGE_EXT_EVENTS that forge turns into its one-paragraph error.
 
 Environment (set by forge): FORGE_EXT_CC (the SDK's musl-gcc wrapper), FORGE_EXT_CXX (a command
-line for zig c++), FORGE_EXT_LIBDIR (the SDK's static libraries), FORGE_EXT_EVENTS (a JSON-lines
+line for zig c++), FORGE_EXT_LIBDIR (the SDK's static libraries), FORGE_EXT_INCDIR (their headers), FORGE_EXT_EVENTS (a JSON-lines
 file), FORGE_EXT_LD/AR/OBJCOPY/NM (binutils), FORGE_EXT_BIN (the shims' directory).
 """
 
@@ -212,6 +212,8 @@ def link_extension(args: list[str], cxx_mode: bool) -> int:
                      not a.startswith("-Wl,")]
             is_cxx = src.endswith(CXX_SUFFIXES)
             cmd = _compiler(is_cxx) + (_clean_for_zig(flags) if is_cxx else flags) + ["-fPIC", "-c", src, "-o", obj]
+            if _env("FORGE_EXT_INCDIR"):
+                cmd += ["-idirafter", _env("FORGE_EXT_INCDIR")]
             _run(cmd)
             objects.append(obj)
         for p in spec["inputs"]:
@@ -258,6 +260,10 @@ def compile_or_link(role: str, args: list[str]) -> int:
     cxx = role == "c++" or _is_cxx_source(args)
     cmd = _compiler(cxx)
     args = _clean_for_zig(args) if cxx else list(args)
+    if _env("FORGE_EXT_INCDIR"):
+        # The headers of the SDK's static libraries (zlib.h, ffi.h, openssl/...), after the
+        # package's own -I directories.
+        args = args + ["-idirafter", _env("FORGE_EXT_INCDIR")]
     if not any(a in NON_LINK_ACTIONS or a.startswith(("-print-", "--print", "-dump")) for a in args) \
             and not (len(args) == 1 and args[0] in ("--version", "-v")):
         # An executable (a configure or meson probe): static, against the SDK's libraries.
