@@ -215,3 +215,62 @@ def test_cffi_out_of_line_build_is_refused_clearly(sdk, tmp_path):
     assert r.returncode == 23, r.stderr[-3000:]
     assert "argon2-cffi-bindings's build imports _cffi_backend" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+CXX_EXT = r'''
+#include <Python.h>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+static std::map<std::string, int> table = {{"one", 1}, {"two", 2}};   // a static constructor
+
+static int lookup(const std::string &k) {
+    auto it = table.find(k);
+    if (it == table.end()) throw std::out_of_range("no key " + k);
+    return it->second;
+}
+
+static PyObject *get(PyObject *self, PyObject *arg) {
+    const char *k = PyUnicode_AsUTF8(arg);
+    if (!k) return NULL;
+    try {
+        return PyLong_FromLong(lookup(k));
+    } catch (const std::out_of_range &e) {            // caught: needs --eh-frame-hdr + libunwind
+        PyErr_SetString(PyExc_KeyError, e.what());
+        return NULL;
+    }
+}
+
+static PyMethodDef methods[] = {{"get", get, METH_O, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_table", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__table(void) { return PyModule_Create(&mod); }
+'''
+
+CXX_PROGRAM = '''
+import json, sys
+from cxxdemo import _table
+try:
+    _table.get("three")
+    caught = None
+except KeyError as exc:
+    caught = str(exc)
+print(json.dumps({"one": _table.get("one"), "two": _table.get("two"), "caught": caught,
+                  "builtin": "cxxdemo._table" in getattr(sys, "builtin_module_names")}))
+'''
+
+
+def test_cxx_extension_static_constructors_and_exceptions(sdk, tmp_path):
+    pkg = tmp_path / "cxxpkg"
+    (pkg / "cxxdemo").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n'
+                                        'build-backend = "setuptools.build_meta"\n')
+    (pkg / "setup.py").write_text(
+        'from setuptools import Extension, setup\n'
+        'setup(name="cxxdemo", version="1.0", packages=["cxxdemo"], ext_modules=[Extension('
+        '"cxxdemo._table", ["cxxdemo/_table.cpp"], language="c++", extra_compile_args=["-std=c++17"])])\n')
+    (pkg / "cxxdemo" / "__init__.py").write_text("")
+    (pkg / "cxxdemo" / "_table.cpp").write_text(CXX_EXT)
+    summary = _build(_program(tmp_path, "cxxapp", [str(pkg)], CXX_PROGRAM), "-o", tmp_path / "out")
+    assert summary["extension_modules"] == ["cxxdemo._table"]
+    assert _run(summary["binary"]) == {"one": 1, "two": 2, "caught": "'no key three'", "builtin": True}
