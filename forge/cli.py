@@ -156,7 +156,7 @@ def build_cmd(
                       f"compressed, {summary['image_size_uncompressed'] / mib:.1f} MiB uncompressed)")
     console.out.print(f"  sbom    {summary['sbom']}")
     if summary.get("verified"):
-        console.out.print(f"  started {summary['start_seconds'] * 1000:.0f} ms to first answer "
+        console.out.print(f"  started start check passed in {summary['start_seconds'] * 1000:.0f} ms "
                           f"({summary['verify_method']}{', recorded' if summary.get('verify_cached') else ''})")
     elif summary.get("verify_method") == "skipped":
         console.out.print("  started not checked (--no-verify)")
