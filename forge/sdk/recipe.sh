@@ -84,9 +84,12 @@ cpython)
   # MODULE_BUILDTYPE=static: since 3.12 every stdlib extension is a Setup.stdlib line, and this
   # makes each of them a built-in of the interpreter and of libpython (a static binary cannot
   # dlopen). The bundled libmpdec and expat are used: they are linked into workloads too.
+  # --without-mimalloc: 3.13+ bundles mimalloc into libpython (only used under PYTHONMALLOC=mimalloc
+  # or free threading) and its symbols clash with the mimalloc object forge links into every
+  # workload as the process allocator (docs/sdk.md, "Allocator").
   ./configure --prefix="$PREFIX" --disable-shared --without-ensurepip --disable-test-modules \
     --with-openssl="$DEPS" --with-lto=no --enable-optimizations --without-system-libmpdec \
-    --without-system-expat CC="$CC" \
+    --without-system-expat --without-mimalloc CC="$CC" \
     OPT="-DNDEBUG -fwrapv -O2 -Wall -ffunction-sections -fdata-sections" CPPFLAGS="-I$DEPS/include" LDFLAGS="-static -L$DEPS/lib" \
     LIBFFI_CFLAGS="-I$DEPS/include" LIBFFI_LIBS="-lffi" \
     LIBSQLITE3_CFLAGS="-I$DEPS/include" LIBSQLITE3_LIBS="-lsqlite3" \
