@@ -170,10 +170,15 @@ def test_https_client_in_container_verifies_through_ca_bundle(sdk, docker_client
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
 
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-days", "2", "-subj", "/CN=forge test CA")
+            "-days", "2", "-subj", "/CN=forge test CA",
+            # A CA as real ones are: CPython 3.13 verifies strictly (VERIFY_X509_STRICT) and
+            # refuses a CA certificate without keyUsage.
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
             "-subj", "/CN=forge-test.local")
-    (tmp_path / "ext.cnf").write_text("subjectAltName=DNS:forge-test.local\n")
+    (tmp_path / "ext.cnf").write_text("subjectAltName=DNS:forge-test.local\nauthorityKeyIdentifier=keyid,issuer\n"
+                                      "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                                      "extendedKeyUsage=serverAuth\n")
     openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
 
