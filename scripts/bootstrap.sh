@@ -12,7 +12,7 @@ want_test=0
 
 # command -> Debian package providing it
 declare -A need=([musl-gcc]=musl-tools [tclsh]=tcl [make]=make [patch]=patch [gcc]=gcc
-                 [strip]=binutils [patchelf]=patchelf [file]=file [openssl]=openssl [debootstrap]=debootstrap [pkg-config]=pkg-config [autoreconf]=autoconf [aclocal]=automake [libtoolize]=libtool [xz]=xz-utils [bzip2]=bzip2 [curl]=curl)
+                 [strip]=binutils [patchelf]=patchelf [file]=file [openssl]=openssl [debootstrap]=debootstrap [pkg-config]=pkg-config [autoreconf]=autoconf [aclocal]=automake [libtoolize]=libtool [ccache]=ccache [xz]=xz-utils [bzip2]=bzip2 [curl]=curl)
 if [ $want_test = 1 ]; then
   need+=([dockerd]=docker.io [docker-registry]=docker-registry [wrk]=wrk [htpasswd]=apache2-utils
          [node]=nodejs [npm]=npm)
