@@ -274,3 +274,22 @@ def test_cxx_extension_static_constructors_and_exceptions(sdk, tmp_path):
     summary = _build(_program(tmp_path, "cxxapp", [str(pkg)], CXX_PROGRAM), "-o", tmp_path / "out")
     assert summary["extension_modules"] == ["cxxdemo._table"]
     assert _run(summary["binary"]) == {"one": 1, "two": 2, "caught": "'no key three'", "builtin": True}
+
+
+PSUTIL_PROGRAM = '''
+import json, sys
+import psutil
+mi = psutil.Process().memory_info()
+print(json.dumps({"builtins": sorted(m for m in getattr(sys, "builtin_module_names") if m.startswith("psutil")),
+                  "rss": mi.rss > 0, "cpus": psutil.cpu_count() > 0,
+                  "cext": psutil._psplatform.cext.__spec__.origin}))
+'''
+
+
+def test_psutil_per_platform_module_works(sdk, tmp_path):
+    """Nuitka imports psutil while compiling it (anti-bloat rules): it runs under the SDK interpreter
+    relinked with the extension modules (forge.extensions.build_interpreter)."""
+    summary = _build(_program(tmp_path, "psutilapp", ["psutil==7.1.3"], PSUTIL_PROGRAM), "-o", tmp_path / "out")
+    assert summary["extension_modules"] == ["psutil._psutil_linux"]
+    assert _run(summary["binary"]) == {"builtins": ["psutil._psutil_linux"], "rss": True, "cpus": True,
+                                       "cext": "built-in"}

@@ -207,3 +207,50 @@ def link_flags(modules: tuple[ExtensionModule, ...]) -> list[str]:
         # --eh-frame-hdr: without it libunwind finds no unwind tables and every throw aborts.
         flags += ["-Wl,--eh-frame-hdr", "-Wl,--start-group", *map(str, cxx_runtime()), "-Wl,--end-group"]
     return flags
+
+
+# --- the compile-time interpreter ----------------------------------------------------------------
+
+INTERPRETER_MAIN = ("#include <Python.h>\n"
+                    "int main(int argc, char **argv) { return Py_BytesMain(argc, argv); }\n")
+
+
+def build_interpreter(sdk, modules: tuple[ExtensionModule, ...], out_dir: Path) -> Path:
+    """The SDK's interpreter relinked with the dependencies' extension modules built in.
+
+    Nuitka imports packages while it compiles them (its anti-bloat and implicit-import rules run
+    `import psutil`, `import numpy`...); the SDK's own static interpreter cannot load the extension
+    objects, so such a package would fail at compile time. This one is linked from the SDK's
+    libpython.a with every SDK built-in plus the extension modules."""
+    from forge.targets.inittab import build_inittab_object
+
+    libpl = next(sdk.path.glob("python/lib/python3.*/config-3.*"))
+    include_dir = next(sdk.path.glob("python/include/python3.*"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table, _ = build_inittab_object(sdk.python, sdk.cc, libpl, include_dir,
+                                    set(sdk.manifest["builtin_modules"]), out_dir,
+                                    {m.name: m.symbol for m in modules})
+    main_c = out_dir / "forge_python_main.c"
+    main_c.write_text(INTERPRETER_MAIN)
+    # A prefix of its own whose lib/ and include/ are the SDK's: CPython's getpath finds the
+    # stdlib beside the executable (bin/../lib/python3.x/os.py), with or without PYTHONHOME (Nuitka
+    # starts sys.executable with a cleaned environment).
+    sdk_prefix = sdk.python.parent.parent
+    for sub in ("lib", "include"):
+        if not (out_dir / sub).exists():
+            (out_dir / sub).symlink_to(sdk_prefix / sub)
+    (out_dir / "bin").mkdir(exist_ok=True)
+    exe = out_dir / "bin" / "python3"
+    libs = subprocess.run([str(sdk.python), "-c", "import sysconfig as s; print(s.get_config_var('MODLIBS') "
+                           "or '', s.get_config_var('LIBS') or '', s.get_config_var('SYSLIBS') or '')"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    libname = next(libpl.glob("libpython3*.a")).name[3:-2]
+    cmd = [str(sdk.cc), "-static", f"-I{include_dir}", str(main_c), str(table), *link_flags(modules),
+           f"-L{libpl}", f"-L{sdk.deps_lib}", f"-l{libname}", *libs, "-o", str(exe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise errors.CompileFailed(
+            f"linking the compile-time interpreter with the dependencies' extension modules "
+            f"({', '.join(m.name for m in modules)}) failed:\n{proc.stderr[-3000:]}\nThis is a bug "
+            f"in forge's extension support; please report it.")
+    return exe

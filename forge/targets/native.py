@@ -9,6 +9,7 @@ from pathlib import Path
 
 from forge import errors
 from forge.elfcheck import static_problems
+from forge.extensions import build_interpreter
 from forge.extensions import link_flags as extension_link_flags
 from forge.proc import run_killable
 from forge.targets import Artifact, BuildInputs
@@ -70,6 +71,18 @@ class NativeTarget:
                 f"{inputs.log}. If it names a module that is imported dynamically, add it to "
                 f"[tool.forge] include = [...].")
 
+    def _with_extensions(self, cmd: list[str], env: dict, inputs: BuildInputs,
+                         out_dir: Path) -> tuple[list[str], dict]:
+        """With dependencies' extension modules, Nuitka runs under the SDK interpreter relinked
+        with them built in: it imports packages while compiling them (anti-bloat rules run
+        `import psutil`), which the SDK's own interpreter cannot do for these modules."""
+        if not inputs.extensions:
+            return cmd, env
+        exe = out_dir / "forge-python" / "bin" / "python3"
+        if not exe.is_file():
+            build_interpreter(inputs.sdk, inputs.extensions, out_dir / "forge-python")
+        return [str(exe), *cmd[1:]], env
+
     def _module_table(self, inputs: BuildInputs, out_dir: Path) -> tuple[Path | None, dict]:
         """A pass that only analyses (Nuitka --generate-c-only with a report), then the pruned
         module table for the link. [tool.forge] builtins = "all" keeps every built-in module."""
@@ -89,7 +102,8 @@ class NativeTarget:
         report = pre / "report.xml"
         cmd = self.nuitka_command(inputs, pre)
         cmd[-1:-1] = ["--generate-c-only", f"--report={report}"]
-        self._nuitka(cmd, inputs, self._env(inputs, LDFLAGS), out_dir)
+        cmd, env = self._with_extensions(cmd, self._env(inputs, LDFLAGS), inputs, out_dir)
+        self._nuitka(cmd, inputs, env, out_dir)
         builtins = set(sdk.manifest["builtin_modules"])
         keep = (used_modules(report, inputs.include) | set(inputs.keep_builtins)) & builtins
         obj, removed = build_inittab_object(sdk.python, sdk.cc, libpl, include_dir, keep, out_dir, extra)
@@ -122,7 +136,9 @@ class NativeTarget:
         # dependencies' extension modules (forge/extensions) follow, with the libraries they use.
         ext_flags = extension_link_flags(inputs.extensions)
         ldflags = " ".join([LDFLAGS, *([str(table)] if table else []), *allocator, *ext_flags])
-        self._nuitka(self.nuitka_command(inputs, out_dir), inputs, self._env(inputs, ldflags), out_dir)
+        cmd, env = self._with_extensions(self.nuitka_command(inputs, out_dir), self._env(inputs, ldflags),
+                                         inputs, out_dir)
+        self._nuitka(cmd, inputs, env, out_dir)
         dist = out_dir / f"{inputs.entry_script.stem}.dist"
         binary = dist / "app"
         if not binary.is_file():
