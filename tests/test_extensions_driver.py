@@ -149,3 +149,13 @@ def test_error_codes_for_extension_failures_are_their_own():
     codes = [c.exit_code for c in errors.all_error_classes()]
     assert codes.count(errors.NativeLibraryMissing.exit_code) == 1
     assert codes.count(errors.RustExtensionDependency.exit_code) == 1
+
+
+def test_response_files_are_expanded(driver):
+    """meson and ninja put long link lines in `@file` arguments."""
+    tmp = driver.tmp
+    (tmp / "m.c").write_text("void *PyInit_m(void) { return 0; }\n")
+    driver("cc", "-fPIC", "-c", "m.c", "-o", "m.o")
+    (tmp / "link.rsp").write_text("-shared m.o -o 'm.cpython-313-x86_64-linux-musl.so'\n")
+    driver("cc", "@link.rsp")
+    assert read_manifest(tmp / "m.cpython-313-x86_64-linux-musl.so")["init"] == "PyInit_m"

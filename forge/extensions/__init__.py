@@ -28,7 +28,8 @@ DRIVER = Path(__file__).with_name("driver.py")
 MANIFEST_SECTION = ".forge.ext"
 SHIMS = {"cc": "cc", "gcc": "cc", "clang": "cc", "x86_64-linux-musl-gcc": "cc",
          "x86_64-linux-gnu-gcc": "cc", "c++": "c++", "g++": "c++", "clang++": "c++",
-         "x86_64-linux-gnu-g++": "c++", "ld": "ld", "ar": "ar", "ranlib": "ranlib", "strip": "strip"}
+         "x86_64-linux-gnu-g++": "c++", "ld": "ld", "ar": "ar", "ranlib": "ranlib", "strip": "strip",
+         "pkg-config": "pkg-config"}
 ZIG_TARGET = "x86_64-linux-musl"
 
 
@@ -80,6 +81,7 @@ def _cxx_or_empty() -> str:
 def toolchain_env(sdk, bindir: Path, events: Path) -> dict[str, str]:
     """Environment for a pip run whose source builds go through forge's driver."""
     bindir.mkdir(parents=True, exist_ok=True)
+    (bindir / "pkgconfig").mkdir(exist_ok=True)
     for name, role in SHIMS.items():
         shim = bindir / name
         shim.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{DRIVER}' {role} \"$@\"\n")
@@ -100,6 +102,12 @@ def toolchain_env(sdk, bindir: Path, events: Path) -> dict[str, str]:
         # meson-python and scikit-build-core use the host's ninja/cmake when they are on PATH (their
         # PyPI wheels are manylinux builds the static SDK interpreter cannot install).
         "CMAKE_GENERATOR": "Ninja" if shutil.which("ninja") else "Unix Makefiles",
+        # No pkg-config answers from the host (glibc libraries a musl build cannot link); and
+        # --define-prefix for the SDK's python-3.x.pc (meson asks it), whose prefix= is the
+        # directory the SDK was built in, not where it is.
+        "PKG_CONFIG": str(bindir / "pkg-config"),
+        "PKG_CONFIG_LIBDIR": str(bindir / "pkgconfig"), "PKG_CONFIG_PATH": "",
+        "FORGE_EXT_PKG_CONFIG": shutil.which("pkg-config") or "",
     }
 
 

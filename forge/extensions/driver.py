@@ -282,15 +282,34 @@ def _unshadow() -> None:
     os.environ["PATH"] = os.pathsep.join(parts)
 
 
+def _expand_response_files(args: list[str]) -> list[str]:
+    """gcc's `@file` arguments (meson and ninja use them for long link lines), expanded."""
+    out: list[str] = []
+    for a in args:
+        if a.startswith("@") and os.path.isfile(a[1:]):
+            with open(a[1:]) as fh:
+                out += _expand_response_files(shlex.split(fh.read()))
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv: list[str]) -> int:
     role, args = argv[1], argv[2:]
     _unshadow()
+    if role in ("cc", "c++", "ld"):
+        args = _expand_response_files(args)
     if role in ("cc", "c++"):
         return compile_or_link(role, args)
     if role == "ld":
         if "-shared" in args:
             return link_extension([a for a in args if a != "-shared"], False)
         os.execvp(_env("FORGE_EXT_LD", "ld"), [_env("FORGE_EXT_LD", "ld"), *args])
+    if role == "pkg-config":
+        exe = _env("FORGE_EXT_PKG_CONFIG")
+        if not exe:
+            return 1  # "not found", as without pkg-config
+        os.execvp(exe, [exe, "--define-prefix", *args])
     tool = {"ar": "FORGE_EXT_AR", "ranlib": "FORGE_EXT_RANLIB", "nm": "FORGE_EXT_NM",
             "objcopy": "FORGE_EXT_OBJCOPY", "strip": "FORGE_EXT_STRIP"}.get(role)
     if tool is None:
