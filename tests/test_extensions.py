@@ -293,3 +293,25 @@ def test_psutil_per_platform_module_works(sdk, tmp_path):
     assert summary["extension_modules"] == ["psutil._psutil_linux"]
     assert _run(summary["binary"]) == {"builtins": ["psutil._psutil_linux"], "rss": True, "cpus": True,
                                        "cext": "built-in"}
+
+
+NUMPY_PROGRAM = '''
+import json, sys
+import numpy as np
+a = np.array([[4.0, 7.0], [2.0, 6.0]])
+f = np.fft.fft(np.array([1.0, 0.0, -1.0, 0.0]))
+r = np.random.default_rng(1).normal(size=1000)
+print(json.dumps({"inv": np.round(np.linalg.inv(a) @ a, 6).tolist(), "fft": [round(abs(x), 6) for x in f],
+                  "normal_ok": abs(float(r.mean())) < 0.2,
+                  "core": "numpy._core._multiarray_umath" in getattr(sys, "builtin_module_names")}))
+'''
+
+
+@HEAVY
+def test_numpy_through_meson_with_c_and_cxx(sdk, tmp_path):
+    """numpy's meson build (C and C++, no BLAS: its bundled lapack-lite). ~15+ min on 2 cores."""
+    summary = _build(_program(tmp_path, "npapp", ["numpy==2.3.5"], NUMPY_PROGRAM), "-o", tmp_path / "out",
+                     timeout=5400)
+    assert "numpy._core._multiarray_umath" in summary["extension_modules"]
+    assert _run(summary["binary"]) == {"inv": [[1.0, 0.0], [0.0, 1.0]], "fft": [0.0, 2.0, 0.0, 2.0],
+                                       "normal_ok": True, "core": True}
