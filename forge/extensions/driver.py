@@ -87,6 +87,8 @@ def _clean_for_zig(args: list[str]) -> list[str]:
         if a.startswith(drop_prefix) or a == "-fprofile-partial-training":
             continue
         out.append(a)
+    if any(a.startswith("-mavx512") for a in out) and "-mno-evex512" not in out:
+        out.append("-mevex512")  # clang 18+: 512-bit AVX-512 vectors need it (numpy's dispatch sources)
     return out
 
 
