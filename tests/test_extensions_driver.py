@@ -159,3 +159,13 @@ def test_response_files_are_expanded(driver):
     (tmp / "link.rsp").write_text("-shared m.o -o 'm.cpython-313-x86_64-linux-musl.so'\n")
     driver("cc", "@link.rsp")
     assert read_manifest(tmp / "m.cpython-313-x86_64-linux-musl.so")["init"] == "PyInit_m"
+
+
+def test_assembly_and_c_sources_given_to_the_shared_link_are_compiled_in(driver):
+    """numpy's meson build passes its SVML `.s` files straight to the link of _multiarray_umath."""
+    tmp = driver.tmp
+    (tmp / "asm.s").write_text(".text\n.globl forge_asm_answer\nforge_asm_answer:\n  mov $42, %eax\n  ret\n")
+    (tmp / "m.c").write_text("int forge_asm_answer(void);\n"
+                             "void *PyInit_m(void) { return (void *)(long)forge_asm_answer(); }\n")
+    driver("cc", "-shared", "-fPIC", "m.c", "asm.s", "-o", "m.so")
+    assert _globals(tmp / "m.so") == {"PyInit_m"}

@@ -37,6 +37,7 @@ import tempfile
 VERSION = "1"
 MANIFEST_SECTION = ".forge.ext"
 CXX_SUFFIXES = (".cc", ".cpp", ".cxx", ".c++", ".C", ".cp", ".CPP", ".mm")
+C_SUFFIXES = (".c", ".s", ".S")  # assembly too: numpy links its SVML .s files in one step
 # Libraries every static musl link has (libc's parts) or that forge links itself (the C++ runtime).
 LIBC_PARTS = {"c", "m", "pthread", "dl", "rt", "util", "crypt", "resolv", "xnet"}
 CXX_RUNTIME = {"stdc++", "c++", "c++abi", "supc++", "unwind", "gcc_s", "gcc", "gcc_eh", "atomic"}
@@ -129,7 +130,7 @@ def _parse_link(args: list[str]) -> dict:
             i += 1
         elif not a.startswith("-") and os.path.isfile(a):
             inputs.append(a)
-        elif not a.startswith("-") and a.endswith(CXX_SUFFIXES + (".c",)):
+        elif not a.startswith("-") and a.endswith(CXX_SUFFIXES + C_SUFFIXES):
             inputs.append(a)  # a source compiled and linked in one step
         i += 1
     return {"out": out, "inputs": inputs, "libdirs": libdirs, "libs": libs}
@@ -207,7 +208,7 @@ def link_extension(args: list[str], cxx_mode: bool) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="forge-ext-") as tmp:
         objects, archives = [], list(own)
-        sources = [a for a in spec["inputs"] if a.endswith(CXX_SUFFIXES + (".c",))]
+        sources = [a for a in spec["inputs"] if a.endswith(CXX_SUFFIXES + C_SUFFIXES)]
         for n, src in enumerate(sources):  # `cc -shared foo.c -o foo.so` compiles as it links
             obj = os.path.join(tmp, f"src{n}.o")
             flags = [a for a in args if a.startswith(("-I", "-D", "-U", "-O", "-f", "-std", "-W")) and
