@@ -138,11 +138,14 @@ def find_specs(python: Path, search_path: list[Path], modules: list[str]) -> dic
     return result["found"]
 
 
-def analyse(files: list[Path], python: Path, search_path: list[Path]) -> tuple[str, ...]:
-    """Check every import of the workload; return the modules to include explicitly."""
+def analyse(files: list[Path], python: Path, search_path: list[Path],
+            builtins: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Check every import of the workload; return the modules to include explicitly. `builtins`:
+    the extension modules the dependencies' source builds link in (no file the SDK can find)."""
     sites = [s for f in files if f.suffix == ".py" for s in collect_imports(f)]
     tops = sorted({s.module.split(".")[0] for s in sites} | {s.module for s in sites if s.optional})
     found = find_specs(python, search_path, tops)
+    found.update({name: True for name in builtins})
     for s in sites:
         if not s.optional and not found.get(s.module.split(".")[0], True):
             raise errors.UnresolvedImport(

@@ -248,7 +248,9 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
     dep_env = deps.install(w, sdk, log_dir / "pip.log")
     runtime_root = _runtime_on_path()
     search = (w.project_dir, *dep_env.search_path, runtime_root)
-    include = tuple(sorted(set(analysis.analyse(w.source_files(), sdk.python, list(search))) | set(w.include)))
+    include = tuple(sorted(set(analysis.analyse(w.source_files(), sdk.python, list(search),
+                                                tuple(m.name for m in dep_env.extensions)))
+                           | set(w.include)))
     # Native builds take dependencies and the project whole (imports by string work); wasm keeps
     # following imports (its module size is what Workers limits).
     plan = inclusion.plan(w, dep_env.site) if target_name == "native" else inclusion.Inclusion()

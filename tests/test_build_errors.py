@@ -1,5 +1,7 @@
 """Bad input to `forge build`: a clear error, its own exit code, no traceback, no partial output."""
 
+import subprocess
+import json
 import textwrap
 from pathlib import Path
 
@@ -74,12 +76,16 @@ def test_optional_import_is_not_an_error_but_a_missing_one_is(sdk, tmp_path):
 
 
 @pytest.mark.sdk
-def test_c_extension_dependency_is_refused_before_compiling(sdk, tmp_path):
+def test_top_level_c_extension_module_is_built_in(sdk, tmp_path):
+    """A dependency that is one top-level C extension module: built from source, linked in as a
+    built-in, and imported by the workload directly (the import check knows it)."""
     pkg = tmp_path / "fastthing"
     (pkg / "src").mkdir(parents=True)
     (pkg / "src" / "fastthing.c").write_text(textwrap.dedent("""
         #include <Python.h>
-        static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "fastthing", NULL, -1, NULL};
+        static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(42); }
+        static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+        static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "fastthing", NULL, -1, methods};
         PyMODINIT_FUNC PyInit_fastthing(void) { return PyModule_Create(&m); }
     """))
     (pkg / "setup.py").write_text(
@@ -87,13 +93,17 @@ def test_c_extension_dependency_is_refused_before_compiling(sdk, tmp_path):
         "setup(name='fastthing', version='1.0', ext_modules=[Extension('fastthing', ['src/fastthing.c'])])\n")
     proj = tmp_path / "proj"
     proj.mkdir()
-    (proj / "app.py").write_text("import fastthing\n\ndef app(request):\n    return 'ok'\n")
+    (proj / "app.py").write_text("import sys\nimport fastthing\n\n"
+                                 "print(fastthing.answer(), 'fastthing' in getattr(sys, 'builtin_module_names'))\n")
     (proj / "requirements.txt").write_text(f"fastthing @ file://{pkg}\n")
     out = tmp_path / "out"
-    r = run_forge("build", proj, "-o", out, timeout=900)
-    assert r.returncode == 23, r.stdout + r.stderr
-    assert "fastthing (fastthing.cpython-311-x86_64-linux-musl.so)" in r.stderr and "Traceback" not in r.stderr
-    assert _no_output(out)
+    r = run_forge("build", proj, "-o", out, "--json", timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert "fastthing" in json.dumps(summary.get("extension_modules"))
+    run = subprocess.run([summary["binary"]], capture_output=True, text=True, env={}, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["42", "True"]
 
 
 def test_syntax_error_in_a_project_without_entry(tmp_path):
