@@ -5,7 +5,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import requests
 
 from forge.elfcheck import static_problems
 from forge.image.read import load_image
-from tests.helpers import run_forge
+from tests.helpers import free_port, run_forge, wait_http
 
 pytestmark = pytest.mark.sdk
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,20 +96,11 @@ def test_sbom_lists_sdk_sources_and_versions(hello):
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _wait_http(url: str, timeout: float = 20.0) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return requests.get(url, timeout=2)
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return wait_http(url, timeout)
 
 
 @pytest.mark.docker

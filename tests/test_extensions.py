@@ -5,16 +5,14 @@ the rest. Heavy builds (numpy, ...) only with FORGE_TEST_HEAVY=1."""
 
 import json
 import os
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from forge.elfcheck import static_problems
-from tests.helpers import run_forge
+from tests.helpers import free_port, run_forge, wait_http
 
 pytestmark = pytest.mark.sdk
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,20 +27,11 @@ def _build(*args, timeout=2400) -> dict:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _wait_http(url: str, timeout: float = 30.0) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return requests.get(url, timeout=2)
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return wait_http(url, timeout)
 
 
 def _program(tmp_path: Path, name: str, requirements: list[str], code: str) -> Path:

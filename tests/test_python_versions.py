@@ -3,7 +3,6 @@ regression tests, builds and serves a workload; the version is chosen the way th
 
 import json
 import os
-import socket
 import subprocess
 import textwrap
 import time
@@ -14,7 +13,7 @@ import pytest
 from forge import pip_python
 from forge.build import options_from
 from forge.sdk.sources import CPYTHON, DEFAULT_PYTHON, cpython_source
-from tests.helpers import run_forge
+from tests.helpers import free_port, run_forge
 
 HELLO = os.path.join(os.path.dirname(__file__), "..", "examples", "hello")
 
@@ -43,12 +42,6 @@ def test_cpython_regression_tests_pass_in_the_sdk(each_sdk, tmp_path):
     assert "Result: SUCCESS" in r.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.sdk
 def test_hello_builds_and_serves_on_each_sdk(each_sdk, tmp_path):
     minor = ".".join(each_sdk.version.split(".")[:2])
@@ -58,7 +51,7 @@ def test_hello_builds_and_serves_on_each_sdk(each_sdk, tmp_path):
     assert summary["python"] == each_sdk.version
     sbom = json.loads((tmp_path / "out" / "sbom.spdx.json").read_text())
     assert each_sdk.version in json.dumps(sbom)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([summary["binary"]], env={"PORT": str(port), "HOST": "127.0.0.1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
