@@ -13,7 +13,7 @@ import pytest
 from forge import pip_python
 from forge.build import options_from
 from forge.sdk.sources import CPYTHON, DEFAULT_PYTHON, cpython_source
-from tests.helpers import free_port, run_forge
+from tests.helpers import free_port, run_forge, wait_http
 
 HELLO = os.path.join(os.path.dirname(__file__), "..", "examples", "hello")
 
@@ -157,3 +157,38 @@ def test_django_6_builds_on_the_default_sdk(sdk, tmp_path):
     run = subprocess.run([summary["binary"]], capture_output=True, text=True, env={}, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == pinned
+
+
+@pytest.mark.sdk
+def test_quart_latest_builds_and_serves_on_the_default_sdk(sdk, tmp_path):
+    """Quart's latest release needs Python >= 3.13: an ASGI app that 3.11 could not install."""
+    (tmp_path / "app.py").write_text(textwrap.dedent("""\
+        from quart import Quart, jsonify, request
+
+        app = Quart(__name__)
+
+
+        @app.route("/")
+        async def index():
+            return "hello from quart"
+
+
+        @app.route("/echo")
+        async def echo():
+            return jsonify(q=request.args.get("q"))
+        """))
+    (tmp_path / "requirements.txt").write_text("quart\n")
+    r = run_forge("build", tmp_path / "app.py", "-o", tmp_path / "out", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["verified"] is True
+    assert any(d.lower().startswith("quart==") for d in summary["dependencies"])
+    port = free_port()
+    proc = subprocess.Popen([summary["binary"]], env={"PORT": str(port)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/").text == "hello from quart"
+        assert wait_http(f"http://127.0.0.1:{port}/echo?q=forge").json() == {"q": "forge"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
