@@ -135,15 +135,21 @@ def _stream_from_thread(conn, req, status, pairs, stream, length):
     w.end()
 
 
+def _run_watched(run, conn, req):
+    """A pool job: skipped once the watchdog has answered it (504 while queued); otherwise run
+    with its thread recorded, so the watchdog can tell a stuck worker."""
+    if conn.timed_out:
+        return
+    conn.worker = _thread.get_ident()
+    try:
+        run(conn, req)
+    finally:
+        conn.worker = None
+
+
 def make_sync_handler(app, pool):
     def job(conn, req):
-        if conn.timed_out:
-            return  # answered 504 by the watchdog while queued
-        conn.worker = _thread.get_ident()
-        try:
-            run(conn, req)
-        finally:
-            conn.worker = None
+        _run_watched(run, conn, req)
 
     def run(conn, req):
         try:
@@ -221,13 +227,7 @@ def wsgi_environ(req, server):
 
 def make_wsgi(app, pool):
     def job(conn, req):
-        if conn.timed_out:
-            return  # answered 504 by the watchdog while queued
-        conn.worker = _thread.get_ident()
-        try:
-            run(conn, req)
-        finally:
-            conn.worker = None
+        _run_watched(run, conn, req)
 
     def run(conn, req):
         server = conn.server
