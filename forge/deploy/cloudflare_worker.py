@@ -418,6 +418,23 @@ export async function forgeRoutes(request: Request, env: Env): Promise<Response 
 """
 
 
+# The Container class's lifecycle hooks, the same in both emitted Workers (with and without the
+# platform bridge).
+CONTAINER_LIFECYCLE_TS = """  override onStart(): void {
+    console.log("forge container started");
+  }
+
+  override onStop(params: { exitCode: number; reason: string }): void {
+    console.log(`forge container stopped: exit ${params.exitCode} (${params.reason})`);
+  }
+
+  override onError(error: unknown): unknown {
+    console.error("forge container error", error);
+    throw error;
+  }
+"""
+
+
 def _header(version: str) -> str:
     from forge.deploy.cloudflare import HEADER
 
@@ -499,19 +516,7 @@ export class {class_name} extends Container {{
   // (enable_internet / allowed_hosts in [tool.forge.cloudflare]).
   enableInternet = {json.dumps(platform.enable_internet)};
 {allowed_line}
-  override onStart(): void {{
-    console.log("forge container started");
-  }}
-
-  override onStop(params: {{ exitCode: number; reason: string }}): void {{
-    console.log(`forge container stopped: exit ${{params.exitCode}} (${{params.reason}})`);
-  }}
-
-  override onError(error: unknown): unknown {{
-    console.error("forge container error", error);
-    throw error;
-  }}
-}}
+{CONTAINER_LIFECYCLE_TS}}}
 
 {outbound}{exports}
 function container(env: Env) {{
