@@ -20,6 +20,9 @@ fi
 missing=()
 for cmd in "${!need[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}"); done
 [ -d /usr/include/linux ] || missing+=(linux-libc-dev)
+# libffi is built from its git tree: autogen.sh needs libtool's ltdl.m4 (LT_SYS_SYMBOL_USCORE),
+# which is in libltdl-dev, only a Recommends of libtool (not installed with --no-install-recommends)
+[ -f /usr/share/aclocal/ltdl.m4 ] || missing+=(libltdl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
