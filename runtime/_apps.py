@@ -373,7 +373,9 @@ def make_async_handler(app, pool):
             try:
                 value = next(it, sentinel)
             except BaseException as exc:  # noqa: BLE001 - forwarded to the awaiting task
-                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+                # bound now: Python unbinds `exc` when the except block ends, before the loop
+                # runs the callback (a NameError there left the stream's task waiting forever)
+                loop.call_soon_threadsafe(lambda e=exc: fut.done() or fut.set_exception(e))
             else:
                 loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(value))
 

@@ -588,6 +588,19 @@ def test_async_handler(start_server):
     assert '"loop":"asyncio"' in srv.stderr()
 
 
+def test_async_handler_sync_stream_that_raises_ends_the_response(start_server):
+    """A sync body raising mid-stream (read in the thread pool) ends that response at once: the
+    connection closes without the last chunk, the error is logged, and the server keeps serving."""
+    srv = start_server("async_app:app")
+    started = time.monotonic()
+    out = raw_exchange(srv.port, build_request("GET", "/sstream-fail"), timeout=8.0)
+    assert time.monotonic() - started < 5, "the response hung after its body raised"
+    assert out.startswith(b"HTTP/1.1 200") and b"s0\n" in out
+    assert not out.endswith(b"0\r\n\r\n")   # no terminating chunk: the client sees the failure
+    assert "sync stream boom" in srv.stderr()
+    assert request(srv.port, "GET", "/")[2] == b"hello from async forge"
+
+
 def test_async_handler_concurrency(start_server):
     srv = start_server("async_app:app")
     out = []

@@ -21,6 +21,13 @@ async def app(request):
         return Response.stream(gen(), content_type="text/plain")
     if request.path == "/sstream":
         return Response.stream(iter([b"s0\n", b"s1\n"]), content_type="text/plain")
+    if request.path == "/sstream-fail":  # a sync body that raises after its first chunk
+
+        def failing():
+            yield b"s0\n"
+            raise RuntimeError("sync stream boom")
+
+        return Response.stream(failing(), content_type="text/plain")
     if request.path == "/sleep":
         await asyncio.sleep(float(request.query.get("s", "0.2")))
         return "slept"
