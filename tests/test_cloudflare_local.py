@@ -1,7 +1,8 @@
 """The generated binding handlers and Workflows, run in Miniflare (wrangler's own, on real workerd) with
 its local KV, R2, D1, Queues and Workflows; forge_runtime.cloudflare talks to them over HTTP exactly
 as in the container (FORGE_CLOUDFLARE_URL set, virtual host in Host). The Workflow's steps go to the
-examples/pipeline workload served by forge_runtime. Workers AI has no local emulation: its handler is
+examples/pipeline workload built by `forge build` (the static binary that ships in the image; Miniflare
+cannot run a container, so the local Worker's Container stand-in forwards to that binary's port). Workers AI has no local emulation: its handler is
 tested against a stand-in env.AI (a Miniflare wrapped binding)."""
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from forge.deploy.cloudflare import generate
-from tests.plugins.registry import free_port, make_image, write_oci_layout
+from tests.helpers import free_port, run_forge
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token"
@@ -123,15 +123,19 @@ def _wait_http(url, deadline=30.0):
 
 
 @pytest.fixture(scope="module")
-def local(wrangler, tmp_path_factory):
-    """examples/pipeline (+ test workflows) deployed, its local emulation bundled by wrangler and run in
-    Miniflare, and the workload served by forge_runtime with FORGE_CLOUDFLARE_URL pointing there."""
+def local(wrangler, sdk, tmp_path_factory):
+    """examples/pipeline (+ test workflows) built by forge, deployed from that build, its local emulation
+    bundled by wrangler and run in Miniflare, and the forge-built binary serving with FORGE_CLOUDFLARE_URL
+    pointing there."""
     tmp = tmp_path_factory.mktemp("cflocal")
     project = tmp / "pipeline"
     shutil.copytree(ROOT / "examples" / "pipeline", project)
     (project / "teststeps.py").write_text(TEST_STEPS)
     (project / "app.py").write_text((project / "app.py").read_text() + "\nimport teststeps  # noqa: E402,F401\n")
-    build_out = write_oci_layout(make_image("pipeline", layer_sizes=(1000,)), tmp / "image")
+    build_out = tmp / "build"
+    built = run_forge("build", str(project), "-o", str(build_out), "--json", timeout=1800)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-4000:]
+    binary = Path(json.loads(built.stdout)["binary"])
     out = generate(project, image_ref="docker.io/you/pipeline:v1", from_output=build_out, out_dir=tmp / "cf").out_dir
     wrangler.link_into(out)
     bundled = wrangler.run(out, "wrangler", "deploy", "--dry-run", "--outdir", "dist-local", "-c", "wrangler.local.jsonc")
@@ -155,7 +159,9 @@ def local(wrangler, tmp_path_factory):
     logs.mkdir()
     mf = subprocess.Popen(["node", "harness.mjs", json.dumps(cfg)], cwd=out, stdout=open(logs / "mf.out", "w"),
                           stderr=open(logs / "mf.err", "w"), env=env)
-    app = subprocess.Popen([sys.executable, "-m", "forge_runtime", "app:app"], cwd=project, env=env,
+    # The shipped binary, not the sources: run from an empty directory so nothing is imported from project/.
+    (tmp / "run").mkdir()
+    app = subprocess.Popen([str(binary)], cwd=tmp / "run", env=env,
                            stdout=open(logs / "app.out", "w"), stderr=subprocess.STDOUT)
     try:
         _wait_http(f"http://127.0.0.1:{mf_port}/", 60)
