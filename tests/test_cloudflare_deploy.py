@@ -46,6 +46,10 @@ def test_pipeline_project_passes_wrangler(wrangler, build_out, tmp_path):
     assert "export { ContainerProxy };" in index_ts
     assert '"FORGE_REQUEST_TIMEOUT": "30"' in index_ts
     assert 'sleepAfter = "360s";' in index_ts                # the 5-minute extract step + a minute
+    # start-time limits matched to the 30 s request timeout (capped at the platform's 20 s for the port)
+    assert ('static readonly startLimits = {"instanceGetTimeoutMS": 8000, "portReadyTimeoutMS": 20000, '
+            '"waitInterval": 100};') in index_ts
+    assert "override async startAndWaitForPorts(" in index_ts
     forge_ts = (out / "src" / "forge.ts").read_text()
     for host in ("sessions.kv.forge.internal", "artifacts.r2.forge.internal", "db.d1.forge.internal",
                  "events.queue.forge.internal", "ai.ai.forge.internal"):
@@ -72,6 +76,14 @@ def test_sleep_after_outlasts_the_longest_step(build_out, tmp_path):
                                     "def long(params, outputs):\n    return 1\n\ndef app(request):\n    return 'hi'\n")
     out = generate(project, image_ref="docker.io/you/app:v1", from_output=build_out, out_dir=tmp_path / "cf").out_dir
     assert 'sleepAfter = "1260s";' in (out / "src" / "index.ts").read_text()
+
+
+def test_start_limits_follow_the_request_timeout():
+    from forge.deploy.cloudflare_worker import start_limits
+
+    assert start_limits(5) == {"instanceGetTimeoutMS": 8000, "portReadyTimeoutMS": 5000, "waitInterval": 100}
+    assert start_limits(300)["portReadyTimeoutMS"] == 20000
+    assert start_limits(0.2)["portReadyTimeoutMS"] == 1000
 
 
 def test_egress_settings(build_out, tmp_path):

@@ -24,7 +24,7 @@ from forge import __version__
 from forge.errors import ConfigError, DeployConfigError, ImageUnsuitable
 from forge.image.model import Image
 from forge.deploy.cloudflare_platform import Platform, load_platform, parse_duration, suggest
-from forge.deploy.cloudflare_worker import CONTAINER_LIFECYCLE_TS
+from forge.deploy.cloudflare_worker import CONTAINER_LIFECYCLE_TS, container_start_ts
 
 WRANGLER_VERSION = "4.86.0"          # the last wrangler that runs on Node 20
 CONTAINERS_VERSION = "0.3.7"         # @cloudflare/containers
@@ -319,7 +319,7 @@ export class {CLASS_NAME} extends Container {{
   // Egress (enable_internet / allowed_hosts in [tool.forge.cloudflare]): {egress_note}
   enableInternet = {json.dumps(settings.platform.enable_internet)};
 {allowed_line}
-{CONTAINER_LIFECYCLE_TS}}}
+{container_start_ts(settings.platform.request_timeout)}{CONTAINER_LIFECYCLE_TS}}}
 
 interface ForgeEnv {{
   {BINDING}: DurableObjectNamespace<{CLASS_NAME}>;

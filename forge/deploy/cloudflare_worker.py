@@ -435,6 +435,44 @@ CONTAINER_LIFECYCLE_TS = """  override onStart(): void {
 """
 
 
+# @cloudflare/containers' defaults for starting an instance (its dist/lib/container.js): 8 s to get and
+# start the instance, 20 s for the port to answer, polled every 300 ms. containerFetch() passes only an
+# abort signal, so the class fills in forge's limits for every start.
+INSTANCE_START_MS = 8_000
+PORT_READY_CAP_MS = 20_000
+PORT_POLL_MS = 100
+
+
+def start_limits(request_timeout: float) -> dict:
+    """The Container class's start-time limits (CancellationOptions of startAndWaitForPorts), matched to
+    the request watchdog: a container whose port does not answer within the request timeout (at most
+    the platform's 20 s) fails the start instead of holding the request past the time the runtime would
+    give it. forge binaries listen within tens of ms, so the port is polled every 100 ms, not 300."""
+    return {"instanceGetTimeoutMS": INSTANCE_START_MS,
+            "portReadyTimeoutMS": min(PORT_READY_CAP_MS, max(1000, int(request_timeout * 1000))),
+            "waitInterval": PORT_POLL_MS}
+
+
+def container_start_ts(request_timeout: float) -> str:
+    """The Container class's startAndWaitForPorts override applying start_limits() (explicit options a
+    caller passes still win)."""
+    limits = json.dumps(start_limits(request_timeout))
+    return f"""  // Start-time limits, matched to the request timeout ({_secs(request_timeout)} s): instance start, port ready, poll.
+  static readonly startLimits = {limits};
+
+  override async startAndWaitForPorts(
+    ...[ports, cancellationOptions, startOptions]: Parameters<Container["startAndWaitForPorts"]>
+  ): Promise<void> {{
+    const limits = (this.constructor as typeof Container & {{ startLimits: object }}).startLimits;
+    if (ports !== undefined && typeof ports === "object" && !Array.isArray(ports)) {{
+      return super.startAndWaitForPorts({{ ...ports, cancellationOptions: {{ ...limits, ...ports.cancellationOptions }} }});
+    }}
+    return super.startAndWaitForPorts(ports, {{ ...limits, ...cancellationOptions }}, startOptions);
+  }}
+
+"""
+
+
 def _header(version: str) -> str:
     from forge.deploy.cloudflare import HEADER
 
@@ -516,7 +554,7 @@ export class {class_name} extends Container {{
   // (enable_internet / allowed_hosts in [tool.forge.cloudflare]).
   enableInternet = {json.dumps(platform.enable_internet)};
 {allowed_line}
-{CONTAINER_LIFECYCLE_TS}}}
+{container_start_ts(platform.request_timeout)}{CONTAINER_LIFECYCLE_TS}}}
 
 {outbound}{exports}
 function container(env: Env) {{
