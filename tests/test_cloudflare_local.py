@@ -157,7 +157,7 @@ def local(wrangler, sdk, tmp_path_factory):
     env = {**os.environ, "FORGE_CLOUDFLARE_URL": f"http://127.0.0.1:{mf_port}", "PORT": str(app_port)}
     logs = tmp / "logs"
     logs.mkdir()
-    mf = subprocess.Popen(["node", "harness.mjs", json.dumps(cfg)], cwd=out, stdout=open(logs / "mf.out", "w"),
+    mf = subprocess.Popen([str(wrangler.node), "harness.mjs", json.dumps(cfg)], cwd=out, stdout=open(logs / "mf.out", "w"),
                           stderr=open(logs / "mf.err", "w"), env=env)
     # The shipped binary, not the sources: run from an empty directory so nothing is imported from project/.
     (tmp / "run").mkdir()

