@@ -207,6 +207,34 @@ def _failure(text: str, events: list[dict], log: Path) -> errors.ForgeError | No
     return None
 
 
+def _needs_cffi_backend(text: str) -> bool:
+    return "Dynamic loading not supported" in text and ("_cffi_backend" in text or "cffi" in text)
+
+
+def _cffi_scratch(stage: Path) -> tuple[Path, ...]:
+    return stage / "cffi-site", stage / "cffi-ext", stage / "cffi-python"
+
+
+def _cffi_build_python(sdk: Sdk, env: dict, stage: Path, log: Path) -> Path | None:
+    """The SDK interpreter relinked with cffi's _cffi_backend as a built-in, for builds that run
+    cffi (out-of-line modules: `ffibuilder.compile()`, `cffi_modules=`). cffi is built from its
+    sdist by the driver like any extension; the build environment pip makes for the package then
+    installs the same cffi (from pip's wheel cache), whose Python code finds the built-in backend
+    (BuiltinImporter comes before the path finder). None when cffi itself does not build."""
+    cffi_site, ext_dir, prefix = _cffi_scratch(stage)
+    with open(log, "ab") as fh:
+        fh.write(b"\n[forge] an out-of-line cffi build: building cffi's backend into the build interpreter\n")
+        proc = subprocess.run([str(sdk.python), "-m", "pip", "install", "--no-compile", "--target",
+                               str(cffi_site), "--root-user-action=ignore", "--no-binary", "cffi", "cffi"],
+                              stdout=fh, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        return None
+    modules = extensions.collect(cffi_site, ext_dir, lambda p: "cffi")
+    if not any(m.name == "_cffi_backend" for m in modules):
+        return None
+    return extensions.build_interpreter(sdk, tuple(modules), prefix)
+
+
 # Requirements that point at something mutable (a local path, a VCS checkout, an editable install)
 # are reinstalled on every build instead of being taken from the cache.
 _VOLATILE = re.compile(r"(^-e\b|^--editable\b|file:|git\+|hg\+|svn\+|^\.{1,2}/|^/)")
@@ -240,15 +268,26 @@ def install(w: Workload, sdk: Sdk, log: Path) -> DependencyEnv:
                     # from wheels, which the static SDK cannot use, so a Rust package fails at once.
                     env["PIP_ONLY_BINARY"] = ",".join(sorted(RUST_ONLY_BINARY))
 
+                python = sdk.python
+
                 def pip_install(no_binary: list[str]) -> subprocess.CompletedProcess:
                     run_env = {**env, "PIP_NO_BINARY": ",".join(no_binary)} if no_binary else env
                     with open(log, "ab") as fh:
                         return subprocess.run(
-                            [str(sdk.python), "-m", "pip", "install", "--no-compile", "--target",
+                            [str(python), "-m", "pip", "install", "--no-compile", "--target",
                              str(site), "--root-user-action=ignore", "--report", str(report), *args],
                             stdout=fh, stderr=subprocess.STDOUT, env=run_env, cwd=w.project_dir)
 
                 proc = pip_install([])
+                if proc.returncode != 0 and _needs_cffi_backend(log.read_text(errors="replace")):
+                    # An out-of-line cffi module: its build runs `FFI()`, which imports
+                    # _cffi_backend. The static SDK interpreter cannot load it, so pip runs again
+                    # under the SDK interpreter relinked with cffi's backend built in.
+                    cffi_python = _cffi_build_python(sdk, env, stage, log)
+                    if cffi_python is not None:
+                        python = cffi_python
+                        shutil.rmtree(site, ignore_errors=True)
+                        proc = pip_install([])
                 if proc.returncode == 0:
                     # A pure wheel next to compiled ones (multidict, yarl, frozenlist...) is the
                     # package's fallback: CPython would install the compiled wheel, so forge builds
@@ -294,7 +333,7 @@ def install(w: Workload, sdk: Sdk, log: Path) -> DependencyEnv:
                                                  m.distribution, m.libraries, m.cxx) for m in built],
                                 stage / "extensions.json")
                 (stage / "sources.json").write_text(json.dumps(_source_built(report), sort_keys=True))
-                for scratch in (events, stage / "driver-bin"):
+                for scratch in (events, stage / "driver-bin", *_cffi_scratch(stage)):
                     shutil.rmtree(scratch) if scratch.is_dir() else scratch.unlink(missing_ok=True)
                 (stage / ".complete").write_text("ok")
     site = final / "site"

@@ -196,14 +196,26 @@ def test_cffi_backend_is_built_in_and_linked_with_the_sdks_libffi(sdk, tmp_path)
     assert _run(summary["binary"]) == {"cffi": [3, 1.5, 16], "backend": "built-in"}
 
 
-def test_cffi_out_of_line_build_is_refused_clearly(sdk, tmp_path):
-    """Out-of-line cffi modules run `FFI()` in the build, which needs _cffi_backend in forge's static
-    build interpreter: not possible yet, so one paragraph instead of pip's traceback."""
-    proj = _program(tmp_path, "argon", ["argon2-cffi-bindings==25.1.0"], "import _argon2_cffi_bindings\n")
-    r = run_forge("build", proj, "-o", tmp_path / "out", timeout=600)
-    assert r.returncode == 23, r.stderr[-3000:]
-    assert "argon2-cffi-bindings's build imports _cffi_backend" in r.stderr
-    assert not (tmp_path / "out").exists()
+ARGON_PROGRAM = '''
+import json, sys
+from _argon2_cffi_bindings import ffi, lib
+out = ffi.new("uint8_t[]", 16)
+salt = b"somesalt12345678"
+rc = lib.argon2_hash(1, 64, 1, b"password", 8, salt, len(salt), out, 16, ffi.NULL, 0, lib.Argon2_id, 0x13)
+print(json.dumps({"rc": rc, "hash": bytes(out).hex(), "builtin": sorted(m for m in getattr(sys, "builtin_module_names") if "cffi" in m)}))
+'''
+
+
+def test_cffi_out_of_line_module_is_built_in(sdk, tmp_path):
+    """argon2-cffi-bindings builds an out-of-line (API mode) module with `cffi_modules=`: its build
+    runs `FFI()`, so pip runs under the SDK interpreter relinked with _cffi_backend built in
+    (forge.deps._cffi_build_python); the module it compiles is linked in like any other."""
+    summary = _build(_program(tmp_path, "argon", ["argon2-cffi-bindings==25.1.0"], ARGON_PROGRAM),
+                     "-o", tmp_path / "out")
+    assert summary["extension_modules"] == ["_argon2_cffi_bindings._ffi", "_cffi_backend"]
+    result = _run(summary["binary"])
+    assert result["rc"] == 0 and len(result["hash"]) == 32
+    assert result["builtin"] == ["_argon2_cffi_bindings._ffi", "_cffi_backend"]
 
 
 CXX_EXT = r'''
