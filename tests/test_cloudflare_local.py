@@ -163,10 +163,10 @@ def local(wrangler, sdk, tmp_path_factory):
     (tmp / "run").mkdir()
     app = subprocess.Popen([str(binary)], cwd=tmp / "run", env=env,
                            stdout=open(logs / "app.out", "w"), stderr=subprocess.STDOUT)
+    old = os.environ.get("FORGE_CLOUDFLARE_URL")
     try:
         _wait_http(f"http://127.0.0.1:{mf_port}/", 60)
         _wait_http(f"http://127.0.0.1:{app_port}/")
-        old = os.environ.get("FORGE_CLOUDFLARE_URL")
         os.environ["FORGE_CLOUDFLARE_URL"] = env["FORGE_CLOUDFLARE_URL"]
         yield {"mf": f"http://127.0.0.1:{mf_port}", "app": f"http://127.0.0.1:{app_port}", "out": out,
                "state": tmp / "state", "logs": logs}

