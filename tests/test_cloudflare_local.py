@@ -22,6 +22,7 @@ import requests
 from forge.deploy.cloudflare import generate
 from tests.helpers import free_port, run_forge
 
+pytestmark = pytest.mark.sdk           # the workload is the forge-built binary
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token"
 
