@@ -85,6 +85,46 @@ def test_flask_app_renders_with_c_speedups_in_container(flask_build, docker_clie
         c.remove(force=True)
 
 
+LITESTAR_APP = '''
+import sys
+import msgspec
+from litestar import Litestar, get
+
+
+@get("/")
+async def index() -> dict:
+    return {"hello": "litestar", "msgspec_core": "msgspec._core" in getattr(sys, "builtin_module_names"),
+            "encode_type": type(msgspec.json.encode).__name__, "encoded": msgspec.json.encode({"a": 1}).decode()}
+
+
+app = Litestar([index])
+'''
+
+
+@pytest.mark.docker
+def test_litestar_app_with_msgspec_compiled_in_container(sdk, tmp_path, docker_client):
+    """A new user's Litestar app (app.py + requirements.txt `litestar`): msgspec._core is built in."""
+    proj = tmp_path / "litestar"
+    proj.mkdir()
+    (proj / "requirements.txt").write_text("litestar==2.25.0\n")
+    (proj / "app.py").write_text(LITESTAR_APP)
+    summary = _build(proj / "app.py", "-o", tmp_path / "out", "--format", "docker-archive",
+                     "--tag", "forge-test/litestar-ext:latest")
+    assert "msgspec._core" in summary["extension_modules"]
+    with open(summary["image"], "rb") as fh:
+        docker_client.images.load(fh.read())
+    port = _free_port()
+    c = docker_client.containers.run("forge-test/litestar-ext:latest", detach=True, read_only=True,
+                                     user="65532", ports={"8080/tcp": ("127.0.0.1", port)})
+    try:
+        page = _wait_http(f"http://127.0.0.1:{port}/")
+        assert page.status_code == 200, c.logs()[-2000:]
+        assert page.json() == {"hello": "litestar", "msgspec_core": True,
+                               "encode_type": "builtin_function_or_method", "encoded": '{"a":1}'}
+    finally:
+        c.remove(force=True)
+
+
 MSGPACK_AND_SAME_NAMES = '''
 import json, sys, types
 import markupsafe, msgpack, simplejson
