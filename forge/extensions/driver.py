@@ -193,6 +193,12 @@ def _symbols(obj: str, *flags: str) -> list[str]:
     return [line.split()[-1] for line in proc.stdout.splitlines() if line.strip()]
 
 
+def _weak_definitions(obj: str) -> list[str]:
+    nm = _env("FORGE_EXT_NM", "nm")
+    proc = subprocess.run([nm, "--defined-only", "-g", obj], capture_output=True, text=True, check=True)
+    return [f[-1] for f in (line.split() for line in proc.stdout.splitlines()) if len(f) >= 2 and f[-2] in "WVu"]
+
+
 def link_extension(args: list[str], cxx_mode: bool) -> int:
     spec = _parse_link(args)
     out = spec["out"]
@@ -247,7 +253,15 @@ def link_extension(args: list[str], cxx_mode: bool) -> int:
         final = os.path.join(tmp, "final.o")
         # Without the init symbol every definition goes local; such an object is refused by forge
         # when a package imports it (a shared library that is not an extension module).
+        # Weak definitions stay global too: C++ inline functions and template instances live in
+        # COMDAT groups, and the final link keeps one copy of each group for the whole binary; a
+        # copy made local would be referenced from a group the linker discards ("defined in
+        # discarded section", numpy's pocketfft against _multiarray_umath). They are identical
+        # (one compiler, one libc++), so sharing the kept copy is what a C++ link does anyway.
         keep = ["--keep-global-symbol", init] if init in defined else ["--wildcard", "--localize-symbol=*"]
+        if init in defined:
+            for sym in _weak_definitions(combined):
+                keep += ["--keep-global-symbol", sym]
         _run([objcopy, *keep, "--add-section", f"{MANIFEST_SECTION}={meta}",
               "--set-section-flags", f"{MANIFEST_SECTION}=noload,readonly", combined, final])
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
