@@ -7,9 +7,11 @@ import hashlib
 import fcntl
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from forge.fsio import atomic_dir as staging_dir  # noqa: F401  (a cache entry appears whole or not at all)
+from forge.fsio import atomic_write_bytes  # noqa: F401
 
 
 def cache_root() -> Path:
@@ -34,25 +36,6 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def staging_dir(final: Path) -> Iterator[Path]:
-    """A scratch directory beside `final` that becomes `final` only if the block succeeds.
-
-    On any exception (including KeyboardInterrupt) the scratch directory is removed, so a failed or
-    interrupted job never leaves something at `final` that looks complete.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(final) if final.is_dir() else final.unlink()
-    os.rename(tmp, final)
-
-
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks (tarballs and modules are large)."""
     h = hashlib.sha256()
@@ -60,19 +43,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def remove_stale_staging(final: Path) -> None:

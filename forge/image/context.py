@@ -20,7 +20,7 @@ from pathlib import Path
 from forge import errors
 from forge.image.build import ImageSpec, app_entries
 from forge.image.rootfs import CA_BUNDLE, NONROOT_HOME, images_dir, write_entries, write_rootfs
-from forge.publish.base import atomic_dir
+from forge.fsio import atomic_dir
 
 DOCKERFILE_MARKER = "# forge: "
 
@@ -74,7 +74,7 @@ def write_build_context(spec: ImageSpec, dir: Path | str) -> Path:
     _check_context_dir(dest)
     app = app_entries(spec.app_dir, spec.entrypoint)
     dockerfile = render_dockerfile(spec)
-    with atomic_dir(dest, check=_check_context_dir) as tmp:
+    with atomic_dir(dest, check=_check_context_dir, mode=0o755) as tmp:
         write_rootfs(tmp / "rootfs", spec.include_zoneinfo, skip=(NONROOT_HOME.lstrip("/"),))
         (tmp / "nonroot-home").mkdir(mode=0o755)
         write_entries(tmp, app)  # entries are under app/

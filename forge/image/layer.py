@@ -19,6 +19,7 @@ import io
 import struct
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -136,25 +137,42 @@ def compress(data: bytes, compression: str) -> bytes:
     raise errors.ConfigError(f"unknown layer compression {compression!r}: use one of {', '.join(COMPRESSIONS)}")
 
 
-def decompress(data: bytes) -> bytes:
-    """Uncompressed tar bytes of a layer blob (gzip, zstd or plain tar, told apart by magic bytes)."""
+def iter_decompressed(data: bytes, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The one layer decompressor: the uncompressed tar bytes of a layer blob, a chunk at a time
+    (gzip, including concatenated members, zstd or plain tar, told apart by magic bytes)."""
     try:
         if data[:2] == GZIP_MAGIC:
-            d = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-            out = [d.decompress(data)]
-            while d.unused_data:  # concatenated gzip members
-                rest = d.unused_data
+            view, pos = memoryview(data), 0
+            while pos < len(data):
                 d = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-                out.append(d.decompress(rest))
-            if not d.eof:
-                raise ValueError("truncated gzip stream")
-            return b"".join(out)
+                rest = view[pos:]
+                for i in range(0, len(rest), chunk):
+                    if d.eof:
+                        break
+                    yield d.decompress(rest[i:i + chunk])
+                if not d.eof:
+                    raise ValueError("truncated gzip stream")
+                pos = len(data) - len(d.unused_data)  # concatenated gzip members
+            return
         if data[:4] == ZSTD_MAGIC:
             reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
-            return reader.read()
+            while block := reader.read(chunk):
+                yield block
+            return
     except (zlib.error, zstandard.ZstdError, ValueError) as exc:
         raise errors.InvalidImage(f"a layer blob could not be decompressed: {exc}") from exc
-    return data
+    yield data
+
+
+def decompress(data: bytes) -> bytes:
+    """Uncompressed tar bytes of a layer blob (gzip, zstd or plain tar, told apart by magic bytes)."""
+    return b"".join(iter_decompressed(data))
+
+
+def uncompressed_length(media_type: str, data: bytes) -> int:
+    """Bytes of the tar inside a layer blob, counted while streaming (`media_type` is kept for callers;
+    the compression is told by magic bytes, as decompress does)."""
+    return sum(len(block) for block in iter_decompressed(data))
 
 
 def media_type_compression(media_type: str) -> str | None:

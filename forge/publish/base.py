@@ -3,22 +3,16 @@ and the rule for output paths (write beside, then rename; never clobber what for
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import errno
 import json
 import os
 import re
-import shutil
 import tarfile
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from forge import errors
+from forge import errors, fsio
 from forge.image.build import canonical_json
 from forge.image.model import OCI_INDEX, Image
 
@@ -121,73 +115,15 @@ def check_file_output(path: Path) -> None:
             "annotation inside), so forge will not overwrite it. Remove it, or choose another output path.")
 
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
+def atomic_dir(final: Path, check: Callable[[Path], None] | None = None):
+    """forge.fsio.atomic_dir for an OCI layout: `check` (default check_dir_output) runs again just
+    before the swap, and the new directory gets mode 0755."""
+    return fsio.atomic_dir(final, check=check or check_dir_output, mode=0o755)
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where it is unsupported."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path, check: Callable[[Path], None] | None = None) -> Iterator[Path]:
-    """A temp directory beside `final` that replaces it when the block succeeds.
-
-    An existing `final` is swapped out in one step (renameat2 RENAME_EXCHANGE), so readers see the old
-    layout or the new one, never a mix; the temp directory is removed on any failure. Callers check
-    `final` first; `check` (default check_dir_output) checks it again just before the swap.
-    """
-    check = check or check_dir_output
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)
-        if final.is_dir() and any(final.iterdir()):
-            check(final)  # still ours? (it may have changed while we wrote)
-            if _exchange(tmp, final):
-                shutil.rmtree(tmp)       # tmp now holds the old layout
-                return
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-            return
-        os.rename(tmp, final)            # absent, or an empty directory (rename replaces it)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_file(final: Path) -> Iterator[Path]:
-    """A temp file path beside `final` that replaces it (os.replace) when the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        if final.exists():
-            check_file_output(final)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+def atomic_file(final: Path):
+    """forge.fsio.atomic_file for an image archive (mode 0644; replaces only an archive forge wrote)."""
+    return fsio.atomic_file(final, check=check_file_output, mode=0o644)
 
 
 def write_files(root: Path, files: dict[str, bytes]) -> None:
