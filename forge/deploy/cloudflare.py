@@ -184,25 +184,10 @@ class ImageFacts:
 
 
 def image_facts(image: Image) -> ImageFacts:
-    try:
-        config = json.loads(image.config.data)
-    except ValueError:
-        raise ImageUnsuitable("the image config is not JSON; this is not an image forge can deploy.") from None
-    platform = f"{config.get('os', '?')}/{config.get('architecture', '?')}"
-    if config.get("variant"):
-        platform += f"/{config['variant']}"
-    port = DEFAULT_PORT
-    cfg = config.get("config") or {}
-    for env in cfg.get("Env") or []:
-        if env.startswith("PORT=") and env[5:].isdigit():
-            port = int(env[5:])
-    exposed = [p.split("/")[0] for p in (cfg.get("ExposedPorts") or {}) if p.split("/")[0].isdigit()]
-    if exposed and str(port) not in exposed:
-        port = int(exposed[0])
-    from forge.publish.registry import uncompressed_length
+    from forge.image.unpack import config_facts
 
-    size = sum(layer.uncompressed_size or uncompressed_length(layer.media_type, layer.data) for layer in image.layers)
-    return ImageFacts(platform=platform, port=port, size=size, layers=len(image.layers),
+    facts = config_facts(image, DEFAULT_PORT)
+    return ImageFacts(platform=facts.platform, port=facts.port, size=facts.size, layers=len(image.layers),
                       compressed=image.compressed_size)
 
 
@@ -489,7 +474,7 @@ class DeployResult:
 
 def default_build_output(project: Path, name: str) -> Path | None:
     for base in (project / "dist", Path.cwd() / "dist"):
-        if (base / name / "forge-build.json").is_file():
+        if is_output(base / name):
             return base / name
     return None
 
@@ -586,39 +571,10 @@ def _load_output(path: Path) -> Image:
 
 
 def spec_from_image(image: Image, app_dir: Path):
-    """The ImageSpec a forge image was built from, as far as the Dockerfile route needs it: the app
-    layer (the last one, everything under app/) is unpacked into app_dir; user, port, entrypoint, env
-    and labels come from the config."""
-    import tarfile
+    """forge.image.unpack.spec_from_image with this target's default port."""
+    from forge.image.unpack import spec_from_image as unpack_spec
 
-    from forge.image.build import DEFAULT_USER, ImageSpec
-    from forge.image.layer import decompress
-
-    config = json.loads(image.config.data)
-    cfg = config.get("config") or {}
-    history = " ".join(h.get("created_by", "") for h in config.get("history") or [] if isinstance(h, dict))
-    if not image.layers or "forge app" not in history:
-        raise DeployConfigError("--dockerfile rebuilds images that forge built (their history names the forge "
-                                "layers); this image was built some other way. Push it and use --image REF.")
-    with tarfile.open(fileobj=__import__("io").BytesIO(decompress(image.layers[-1].data))) as tar:
-        members = [m for m in tar.getmembers() if m.name.lstrip("./") not in ("", "app")]
-        if not all(m.name.lstrip("./").startswith("app/") for m in members):
-            raise DeployConfigError("the image's last layer holds files outside /app, so it is not a forge app "
-                                    "layer; use --image REF.")
-        for m in members:
-            m.name = m.name.lstrip("./")[len("app/"):]
-        tar.extractall(app_dir, members=members, filter="data")
-    env = {}
-    port = DEFAULT_PORT
-    for item in cfg.get("Env") or []:
-        k, _, v = item.partition("=")
-        if k == "PORT" and v.isdigit():
-            port = int(v)
-        elif k != "SSL_CERT_FILE":
-            env[k] = v
-    return ImageSpec(app_dir=app_dir, entrypoint=tuple(cfg.get("Entrypoint") or ("/app/app",)), env=env,
-                     labels=dict(cfg.get("Labels") or {}), include_zoneinfo="forge zoneinfo" in history,
-                     user=cfg.get("User") or DEFAULT_USER, port=port)
+    return unpack_spec(image, app_dir, DEFAULT_PORT)
 
 
 def dockerfile_files(image: Image) -> dict:
@@ -630,13 +586,11 @@ def dockerfile_files(image: Image) -> dict:
     import tempfile
 
     from forge.deploy.files import GeneratedFile
-    from forge.image.context import write_build_context
+    from forge.image.unpack import context_from_image
 
     tmp = Path(tempfile.mkdtemp(prefix="forge-dockerfile-"))
     try:
-        (tmp / "app").mkdir()
-        spec = spec_from_image(image, tmp / "app")
-        ctx = write_build_context(spec, tmp / "context")
+        ctx = context_from_image(image, tmp, DEFAULT_PORT)
         files = {"Dockerfile.scratch": GeneratedFile((ctx / "Dockerfile").read_bytes())}
         for path in sorted(ctx.rglob("*")):
             rel = path.relative_to(ctx).as_posix()
