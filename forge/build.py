@@ -19,7 +19,7 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from forge import __version__, analysis, console, deps, errors, inclusion
+from forge import __version__, analysis, console, deps, errors, inclusion, output
 from forge.cache import cache_root, file_lock, staging_dir
 from forge.sbom import build_sbom
 from forge.sdk.layout import Sdk, find_sdk
@@ -29,7 +29,7 @@ from forge import verify
 from forge.verify import CHECK_IMPORTS_ENV, PROBE_ENV
 from forge.workload import Workload, resolve
 
-OUTPUT_MARKER = "forge-build.json"  # every forge output dir has it: our right to replace the dir
+OUTPUT_MARKER = output.MARKER  # every forge output dir has it: our right to replace the dir
 
 
 @dataclass(frozen=True)
@@ -386,7 +386,7 @@ def build(opts: BuildOptions) -> dict:
                     "python": sdk.version, "dependencies": [f"{d.name}=={d.version}" for d in dep_env.distributions],
                     "extension_modules": sorted(m.name for m in dep_env.extensions),
                 }
-                (stage / OUTPUT_MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True))
+                output.write(stage, summary)
         with bar.step("load into Docker" if opts.load else "finish"):
             if opts.load:
                 from forge.publish import DaemonPublisher

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forge import errors
+from forge.output import MARKERS
 from forge.cache import cache_root, file_lock, staging_dir
 from forge.workload import IGNORED_DIRS, Workload
 
@@ -115,7 +116,7 @@ def project_names(w: Workload) -> tuple[list[str], list[str]]:
         if p.name in IGNORED_DIRS or p.name.endswith(".egg-info") or p.name.startswith("."):
             continue
         if p.is_dir() and _NAME.fullmatch(p.name) and (p / "__init__.py").is_file():
-            if not any((p / m).is_file() for m in ("forge-build.json", ".forge-generated.json")):
+            if not any((p / m).is_file() for m in MARKERS):
                 packages.append(p.name)
         elif (p.is_file() and p.suffix == ".py" and _NAME.fullmatch(p.stem)
               and p.name not in _PROJECT_SKIP):

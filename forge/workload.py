@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge import errors
+from forge.output import MARKERS
 
 # Folders never compiled in nor hashed: outputs, VCS, virtualenvs, caches.
 IGNORED_DIRS = {".git", ".hg", ".venv", "venv", "__pycache__", "dist", "build", ".forge",
                 "node_modules", ".mypy_cache", ".pytest_cache", ".tox"}
 
-OUTPUT_MARKERS = ("forge-build.json", ".forge-generated.json")
+OUTPUT_MARKERS = MARKERS
 
 
 @dataclass(frozen=True)

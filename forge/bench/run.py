@@ -25,7 +25,7 @@ from forge.bench.baselines import (BUILDERS, LABELS, Variant, bench_cache, build
                                    has_image,
                                    unavailable, wasm_variant)
 from forge.bench.measure import ProcessSpec, WrkSettings, run_container, run_process, wrk_path
-from forge.build import OUTPUT_MARKER
+from forge import output
 from forge.workload import Workload, resolve
 
 ALL_VARIANTS = ("forge", "cpython", "nuitka", "pyinstaller", "floor", "wasm")
@@ -137,7 +137,7 @@ def timed_build(bopts, cold_build: bool) -> tuple[dict, float | None, bool]:
 
 
 def is_build_output(path: Path) -> bool:
-    return path.is_dir() and (path / OUTPUT_MARKER).is_file()
+    return output.is_output(path)
 
 
 def build_forge(opts: BenchOptions, out_dir: Path, client, name: str = "forge") -> tuple[Variant, dict]:
@@ -146,7 +146,7 @@ def build_forge(opts: BenchOptions, out_dir: Path, client, name: str = "forge") 
     from forge.publish.registry import image_path_of
 
     if is_build_output(opts.src):
-        summary = json.loads((opts.src / OUTPUT_MARKER).read_text())
+        summary = output.read(opts.src).to_summary()
         build_s, cached = None, True
         note = f"prebuilt output {opts.src} (no build time)"
     else:

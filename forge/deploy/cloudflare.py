@@ -22,6 +22,7 @@ from pathlib import Path
 
 from forge import __version__
 from forge.errors import ConfigError, DeployConfigError, ImageUnsuitable
+from forge.output import is_output
 from forge.image.model import Image
 from forge.deploy.cloudflare_platform import Platform, load_platform, parse_duration, suggest
 from forge.deploy.cloudflare_worker import CONTAINER_LIFECYCLE_TS, container_start_ts

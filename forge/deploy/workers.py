@@ -18,13 +18,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forge import __version__
+from forge import __version__, output
+from forge.deploy.platform import WORKERS_LIMIT_FREE, WORKERS_LIMIT_PAID, workers_gzip_size
 from forge.errors import DeployConfigError, WorkersModuleTooLarge
 
 WRANGLER_VERSION = "4.86.0"          # the last wrangler that runs on Node 20
 COMPATIBILITY_DATE = "2026-04-01"    # supported by the workerd that wrangler 4.86.0 ships
 MB = 1000 * 1000
-FREE_LIMIT, PAID_LIMIT = 3 * MB, 10 * MB
+FREE_LIMIT, PAID_LIMIT = WORKERS_LIMIT_FREE, WORKERS_LIMIT_PAID
 GITIGNORE = "node_modules/\n.wrangler/\ndist/\n"
 
 
@@ -46,26 +47,23 @@ def _slug(text: str) -> str:
 
 def _wasm_output(project: Path, from_output: Path | None) -> tuple[Path, dict, bool]:
     """(build output dir, its forge-build.json, whether it was built now)."""
-    from forge.build import OUTPUT_MARKER
-
     if from_output is None:
         from forge.workload import resolve
 
         w = resolve(project)
         for base in (project / "dist", Path.cwd() / "dist"):
-            if (base / w.name / OUTPUT_MARKER).is_file():
-                summary = json.loads((base / w.name / OUTPUT_MARKER).read_text())
+            if output.is_output(base / w.name):
+                summary = output.read(base / w.name).to_summary()
                 if summary.get("target") == "wasm":
                     return base / w.name, summary, False
         from forge.build import build, options_from
 
         summary = build(options_from(project, target="wasm"))
         return Path(summary["module"]).parent, summary, True
-    marker = Path(from_output) / OUTPUT_MARKER
-    if not marker.is_file():
-        raise DeployConfigError(f"--from {from_output} is not a forge build output (no {OUTPUT_MARKER}); "
+    if not output.is_output(Path(from_output)):
+        raise DeployConfigError(f"--from {from_output} is not a forge build output (no {output.MARKER}); "
                                 f"run `forge build --target wasm PROJECT -o {from_output}` first.")
-    summary = json.loads(marker.read_text())
+    summary = output.read(Path(from_output)).to_summary()
     if summary.get("target") != "wasm":
         raise DeployConfigError(
             f"{from_output} holds a {summary.get('target', 'native')} build, and Workers run wasm modules: "
@@ -89,9 +87,7 @@ def generate(project: Path, *, target: str = "wasm", from_output: Path | None = 
     if not module.is_file():
         raise DeployConfigError(f"{module} is missing from the build output; rebuild with --target wasm.")
     data = module.read_bytes()
-    import gzip
-
-    gz = len(gzip.compress(data, 6, mtime=0))     # what wrangler reports: gzip at its default level
+    gz = workers_gzip_size(data)     # the same verdict as forge build's (forge/deploy/platform.py)
     warnings = []
     if gz > PAID_LIMIT:
         raise WorkersModuleTooLarge(

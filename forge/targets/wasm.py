@@ -19,7 +19,6 @@ Pipeline (docs/wasm.md has the why of each step):
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -27,7 +26,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from forge import errors
+from forge import errors, output
+from forge.deploy.platform import workers_fit, workers_gzip_size
 from forge.cache import cache_root
 from forge.proc import run_killable
 from forge.targets import Artifact, BuildInputs
@@ -179,7 +179,7 @@ class WasmTarget:
         # status with empty stdin is its own business)
         details["smoke_start_ms"] = self.smoke_test(out_dir / PRECOMPILED, strict=can_preinit)
         data = final.read_bytes()
-        details.update({"gzip_size": len(gzip.compress(data, 9, mtime=0)), "cwasm_size": cwasm,
+        details.update({"gzip_size": workers_gzip_size(data), "cwasm_size": cwasm,
                         "wasmtime": _wasmtime_version(), "extra_files": [PRECOMPILED]})
         return Artifact(final, self.name, len(data), details)
 
@@ -220,21 +220,10 @@ class WasmTarget:
         return round(r.start_ms, 2)
 
 
-# Cloudflare Workers' limits on the (gzip-compressed) Worker bundle, as `wrangler deploy` reports it.
-WORKERS_LIMIT_FREE = 3 * 1000 * 1000
-WORKERS_LIMIT_PAID = 10 * 1000 * 1000
-
-
-def workers_fit(gzip_size: int) -> dict:
-    return {"gzip_size": gzip_size, "free_limit": WORKERS_LIMIT_FREE, "paid_limit": WORKERS_LIMIT_PAID,
-            "fits_free": gzip_size <= WORKERS_LIMIT_FREE, "fits_paid": gzip_size <= WORKERS_LIMIT_PAID}
-
-
 def write_output(artifact: Artifact, w, out: Path, sdk, dep_env, cached: bool) -> dict:
     """dist/NAME/: app.wasm, app.cwasm and forge-build.json (no image: nothing to put one in)."""
     import hashlib
 
-    from forge.build import OUTPUT_MARKER
     from forge.cache import staging_dir
 
     d = artifact.details
@@ -257,7 +246,7 @@ def write_output(artifact: Artifact, w, out: Path, sdk, dep_env, cached: bool) -
             "protocol": ("JSON lines on stdin/stdout (docs/wasm.md)" if w.attr is not None
                          else "a program: its own stdin/stdout"),
         }
-        (stage / OUTPUT_MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True))
+        output.write(stage, summary)
     return summary
 
 
