@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from forge import __version__
 from forge.cache import sha256_file
+from forge.fsio import atomic_dir
 from forge.errors import OutputPathConflict, UserFileChanged
 
 MANIFEST = ".forge-generated.json"
@@ -134,16 +135,9 @@ def write_generated(out_dir: Path, files: dict[str, GeneratedFile], *, force: bo
             os.chmod(dest, gen.mode)
 
     if not out_dir.exists():
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-        try:
+        with atomic_dir(out_dir, mode=0o755) as tmp:
             fill(tmp, sorted(files))
             (tmp / MANIFEST).write_bytes(manifest)
-            os.chmod(tmp, 0o755)
-            os.rename(tmp, out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         report.written = sorted(files)
         return report
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from forge import errors
 from forge.elfcheck import static_problems
+from forge.fsio import atomic_file
 from forge.image.rootfs import images_dir
 
 FLOOR_CFLAGS = ("-static", "-Os", "-s", "-Wl,--build-id=none")
@@ -38,19 +39,15 @@ def build_floor(out_dir: Path, name: str = "app") -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / name
-    tmp = out_dir / f".{name}.tmp-{os.getpid()}"
-    proc = subprocess.run([cc, *FLOOR_CFLAGS, "-o", str(tmp), str(floor_source())],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise errors.CompileFailed(
-            f"musl-gcc failed to compile {floor_source()} (exit {proc.returncode}):\n{proc.stderr.strip()}\n"
-            "Check that musl-tools is installed completely (musl-gcc needs musl's headers and libc.a).")
-    problems = static_problems(tmp)
-    if problems:
-        tmp.unlink(missing_ok=True)
-        raise errors.NotStatic(f"{cc} produced a floor binary that is not fully static: {'; '.join(problems)}. "
-                               "Use Debian's musl-tools musl-gcc, which links statically with -static.")
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, out)
+    with atomic_file(out, mode=0o755) as tmp:
+        proc = subprocess.run([cc, *FLOOR_CFLAGS, "-o", str(tmp), str(floor_source())],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise errors.CompileFailed(
+                f"musl-gcc failed to compile {floor_source()} (exit {proc.returncode}):\n{proc.stderr.strip()}\n"
+                "Check that musl-tools is installed completely (musl-gcc needs musl's headers and libc.a).")
+        problems = static_problems(tmp)
+        if problems:
+            raise errors.NotStatic(f"{cc} produced a floor binary that is not fully static: {'; '.join(problems)}. "
+                                   "Use Debian's musl-tools musl-gcc, which links statically with -static.")
     return out
