@@ -28,6 +28,7 @@ from forge import console
 from forge.cache import atomic_write_bytes, cache_root, file_lock
 from forge.errors import InvalidReference, RegistryAuthFailed, RegistryError, RegistryUnreachable
 from forge.image.model import Blob, Image
+from forge.output import image_path_in
 from forge.publish.base import PublishResult
 from forge.publish.client import _UNSET, PushStats, RegistryClient
 from forge.publish.reference import Reference, parse_reference
@@ -36,14 +37,9 @@ from forge.publish.retry import _Retryable
 DEFAULT_CHUNK_SIZE = 8 * 2**20
 
 
-def image_path_of(path) -> "Path":
-    """A forge build output directory (with forge-build.json) -> its image; any other path as it is."""
-    path = Path(path)
-    if path.is_dir() and (path / "forge-build.json").is_file():
-        for name in ("image", "image.tar"):
-            if (path / name).exists():
-                return path / name
-    return path
+def image_path_of(path) -> Path:
+    """A forge build output directory (forge.output) -> its image; any other path as it is."""
+    return image_path_in(path) or Path(path)
 
 
 class BlobIndex:
