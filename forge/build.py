@@ -21,6 +21,7 @@ from pathlib import Path
 
 from forge import __version__, analysis, console, deps, errors, inclusion, output
 from forge.cache import cache_root, file_lock, staging_dir
+from forge.config import source_date_epoch
 from forge.sbom import build_sbom
 from forge.sdk.layout import Sdk, find_sdk
 from forge.sdk.sources import DEFAULT_PYTHON, select_python
@@ -55,11 +56,7 @@ def options_from(src: Path, **cli) -> BuildOptions:
     tool = w.settings
     epoch = cli.pop("epoch", None)
     if epoch is None:
-        raw = os.environ.get("SOURCE_DATE_EPOCH", tool.get("source_date_epoch", 0))
-        try:
-            epoch = int(raw)
-        except (TypeError, ValueError):
-            raise errors.ConfigError(f"SOURCE_DATE_EPOCH must be an integer, got {raw!r}.") from None
+        epoch = source_date_epoch(tool)
     merged = {k: v for k, v in cli.items() if v is not None}
     merged["python"] = select_python(merged.get("python"), tool.get("python"), w.requires_python,
                                      str(w.project_dir / "pyproject.toml"))

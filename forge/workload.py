@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forge import errors
+from forge import config, errors
 from forge.output import MARKERS
 
 # Folders never compiled in nor hashed: outputs, VCS, virtualenvs, caches.
@@ -122,9 +122,11 @@ def resolve(src: Path) -> Workload:
         check_syntax(src)
         module, attr = src.stem, ("app" if _defines_app(src) else None)
         tool = pyproject.get("tool", {}).get("forge", {})
+        config.check_forge_table(tool, project_dir / "pyproject.toml")
     else:
         project_dir, pyproject = src, _read_pyproject(src)
         tool = pyproject.get("tool", {}).get("forge", {})
+        config.check_forge_table(tool, project_dir / "pyproject.toml")
         entry = tool.get("entry")
         if entry is None:
             if (src / "app.py").is_file():

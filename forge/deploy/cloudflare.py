@@ -23,6 +23,7 @@ from pathlib import Path
 from forge import __version__
 from forge.errors import ConfigError, DeployConfigError, ImageUnsuitable
 from forge.output import is_output
+from forge.config import CLOUDFLARE_KEYS
 from forge.image.model import Image
 from forge.deploy.cloudflare_platform import Platform, load_platform, parse_duration, suggest
 from forge.deploy.cloudflare_worker import CONTAINER_LIFECYCLE_TS, container_start_ts
@@ -47,8 +48,7 @@ INSTANCE_TYPES = {
 }
 REGIONS = ("ENAM", "WNAM", "EEUR", "WEUR", "APAC", "SAM", "ME", "OC", "AFR")
 CLOUDFLARE_PULLS_FROM = "registry.cloudflare.com, Docker Hub (docker.io) and Amazon ECR"
-SETTINGS_KEYS = ("name", "instance_type", "max_instances", "sleep_after", "env", "regions",
-                 "compatibility_date", "bindings", "enable_internet", "allowed_hosts")
+SETTINGS_KEYS = CLOUDFLARE_KEYS
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SLEEP = re.compile(r"^[1-9][0-9]*[smh]$")
 _WORKER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

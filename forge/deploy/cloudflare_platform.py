@@ -9,10 +9,11 @@ TypeScript the Worker needs is rendered by `forge.deploy.cloudflare_worker`.
 from __future__ import annotations
 
 import ast
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from forge.config import suggest
 
 KINDS = ("kv", "r2", "d1", "queue", "ai")
 VIRTUAL_DOMAIN = "forge.internal"
@@ -41,11 +42,6 @@ _UNIT_SECONDS = {"ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 
 BACKOFFS = ("constant", "linear", "exponential")
 STEP_KEYS = ("retries", "backoff", "delay", "timeout", "workflow")
 DEFAULT_REQUEST_TIMEOUT = 60.0
-
-
-def suggest(word: str, known) -> str:
-    match = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def parse_duration(value) -> float | None:

@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from forge import errors, output
+from forge import config, errors, output
 from forge.deploy.platform import workers_fit, workers_gzip_size
 from forge.cache import cache_root
 from forge.proc import run_killable
@@ -57,10 +57,7 @@ def settings(inputs_or_workload) -> dict:
     table = w.settings.get("wasm", {}) if isinstance(w.settings, dict) else {}
     if not isinstance(table, dict):
         raise errors.ConfigError("[tool.forge.wasm] must be a table, e.g. `preinit = false`.")
-    unknown = set(table) - {"preinit"}
-    if unknown:
-        raise errors.ConfigError(f"unknown [tool.forge.wasm] setting(s): {', '.join(sorted(unknown))}; "
-                                 f"known: preinit.")
+    config.check_keys(table, config.WASM_KEYS, "tool.forge.wasm", w.project_dir / "pyproject.toml")
     preinit = table.get("preinit", True)
     if not isinstance(preinit, bool):
         raise errors.ConfigError(f"[tool.forge.wasm] preinit must be true or false, not {preinit!r}.")
