@@ -28,10 +28,8 @@ from forge.image.model import Image
 from forge.deploy.cloudflare_platform import Platform, load_platform, parse_duration, suggest
 from forge.deploy.cloudflare_worker import CONTAINER_LIFECYCLE_TS, container_start_ts
 
-WRANGLER_VERSION = "4.86.0"          # the last wrangler that runs on Node 20
-CONTAINERS_VERSION = "0.3.7"         # @cloudflare/containers
-TYPESCRIPT_VERSION = "5.9.3"
-COMPATIBILITY_DATE = "2026-04-01"    # supported by the workerd that wrangler 4.86.0 ships
+from forge.deploy.platform import (COMPATIBILITY_DATE, CONTAINERS_VERSION, TYPESCRIPT_VERSION,  # noqa: F401
+                                   WRANGLER_VERSION, worker_name as _slug)
 CLASS_NAME = "ForgeContainer"
 BINDING = "FORGE_CONTAINER"
 DEFAULT_PORT = 8080
@@ -79,10 +77,6 @@ class CloudflareSettings:
             return f"custom ({t['vcpu']} vCPU, {t['memory_mib']} MiB, {t['disk_mb']} MB disk)"
         vcpu, mem, disk = INSTANCE_TYPES[self.instance_type]
         return f"{self.instance_type} ({vcpu:g} vCPU, {mem} MiB, {disk / 1000:g} GB disk)"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-") or "forge-app"
 
 
 def read_pyproject(project: Path) -> dict:

@@ -5,6 +5,12 @@ bindings bridge emitted into a Worker.)"""
 from __future__ import annotations
 
 import gzip
+import re
+
+WRANGLER_VERSION = "4.86.0"          # the last wrangler that runs on Node 20
+CONTAINERS_VERSION = "0.3.7"         # @cloudflare/containers
+TYPESCRIPT_VERSION = "5.9.3"
+COMPATIBILITY_DATE = "2026-04-01"    # supported by the workerd that wrangler 4.86.0 ships
 
 MB = 1000 * 1000
 # Workers' limits on the gzip-compressed Worker bundle, as `wrangler deploy` reports it.
@@ -22,3 +28,8 @@ def workers_gzip_size(data: bytes) -> int:
 def workers_fit(gzip_size: int) -> dict:
     return {"gzip_size": gzip_size, "free_limit": WORKERS_LIMIT_FREE, "paid_limit": WORKERS_LIMIT_PAID,
             "fits_free": gzip_size <= WORKERS_LIMIT_FREE, "fits_paid": gzip_size <= WORKERS_LIMIT_PAID}
+
+
+def worker_name(text: str) -> str:
+    """A Worker / Container application name: lower-case letters, digits and dashes, at most 63."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-") or "forge-app"

@@ -14,16 +14,14 @@ Workers limit (10 MB paid; above 3 MB it needs the paid plan: a warning).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge import __version__, output
-from forge.deploy.platform import WORKERS_LIMIT_FREE, WORKERS_LIMIT_PAID, workers_gzip_size
+from forge.deploy.platform import (COMPATIBILITY_DATE, WORKERS_LIMIT_FREE, WORKERS_LIMIT_PAID, WRANGLER_VERSION,
+                                   worker_name as _slug, workers_gzip_size)
 from forge.errors import DeployConfigError, WorkersModuleTooLarge
 
-WRANGLER_VERSION = "4.86.0"          # the last wrangler that runs on Node 20
-COMPATIBILITY_DATE = "2026-04-01"    # supported by the workerd that wrangler 4.86.0 ships
 MB = 1000 * 1000
 FREE_LIMIT, PAID_LIMIT = WORKERS_LIMIT_FREE, WORKERS_LIMIT_PAID
 GITIGNORE = "node_modules/\n.wrangler/\ndist/\n"
@@ -39,10 +37,6 @@ class WorkersResult:
     report: object
     warnings: list[str] = field(default_factory=list)
     built: bool = False
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-") or "forge-app"
 
 
 def _wasm_output(project: Path, from_output: Path | None) -> tuple[Path, dict, bool]:
