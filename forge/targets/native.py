@@ -12,7 +12,7 @@ from forge.elfcheck import static_problems
 from forge.extensions import build_interpreter
 from forge.extensions import link_flags as extension_link_flags
 from forge.proc import run_killable
-from forge.targets import Artifact, BuildInputs
+from forge.targets.base import Artifact, BuildInputs
 from forge.targets.inittab import build_inittab_object, used_modules
 
 

@@ -30,7 +30,7 @@ from forge import config, errors, output
 from forge.deploy.platform import workers_fit, workers_gzip_size
 from forge.cache import cache_root
 from forge.proc import run_killable
-from forge.targets import Artifact, BuildInputs
+from forge.targets.base import Artifact, BuildInputs
 
 # Modules of forge_runtime that serve sockets: never reached on wasm, left out of the module.
 RUNTIME_SERVER_MODULES = ("forge_runtime._run", "forge_runtime._server", "forge_runtime._loop",

@@ -1,0 +1,48 @@
+"""The values a target receives and returns, and the Target protocol (no target imports this
+package's children, so the registry in forge/targets/__init__.py can import them at the top)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from forge.sdk.layout import Sdk
+from forge.workload import Workload
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    workload: Workload
+    sdk: Sdk
+    entry_script: Path               # generated main module (what Nuitka compiles)
+    search_path: tuple[Path, ...]    # project dir, dependency site, forge_runtime's parent
+    include: tuple[str, ...]         # modules to include explicitly (dynamic imports)
+    log: Path
+    nuitka_flags: tuple[str, ...] = ()   # inclusion of whole packages etc. (forge/inclusion.py)
+    keep_builtins: tuple[str, ...] = ()  # built-in C modules the bytecode dependencies import
+    extensions: tuple = ()           # dependencies' extension modules (forge.extensions.ExtensionModule)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path                       # the binary (native) or module (wasm)
+    target: str
+    size: int
+    details: dict = field(default_factory=dict)
+
+
+class Target(Protocol):
+    name: str
+
+    def fingerprint(self) -> str:
+        """How this target compiles (flags, tool versions not in the SDK): part of the build cache key."""
+        ...
+
+    def sdk_python(self, requested: str) -> str:
+        """The SDK version this target builds with, given the one the user selected."""
+        ...
+
+    def compile(self, inputs: BuildInputs, out_dir: Path) -> Artifact:
+        """Compile into out_dir (a fresh scratch directory) and return the checked artifact."""
+        ...
