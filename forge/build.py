@@ -248,9 +248,9 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
     include = tuple(sorted(set(analysis.analyse(w.source_files(), sdk.python, list(search),
                                                 tuple(m.name for m in dep_env.extensions)))
                            | set(w.include)))
-    # Native builds take dependencies and the project whole (imports by string work); wasm keeps
-    # following imports (its module size is what Workers limits).
-    plan = inclusion.plan(w, dep_env.site) if target_name == "native" else inclusion.Inclusion()
+    # A target that takes dependencies and the project whole (imports by string work) gets the
+    # inclusion plan; the others keep following imports (e.g. wasm: its size is what Workers limits).
+    plan = inclusion.plan(w, dep_env.site) if target.whole_project else inclusion.Inclusion()
     # What the dependencies' tree carries is not compiled again (nor followed) by Nuitka.
     include = tuple(i for i in include if not inclusion._excluded(i, plan.bytecode))
     tree, tree_info = None, {}
@@ -289,10 +289,7 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
             # bin/ holds exactly what goes into the image's /app
             (stage / "bin").mkdir()
             shutil.move(str(art.path), stage / "bin" / art.path.name)
-            extras = art.details.get("extra_files", ())        # e.g. the wasm target's app.cwasm
-            if art.target == "native":  # package data beside the binary, where __file__ points
-                extras = sorted(p.name for p in art.path.parent.iterdir() if p != art.path)
-            for extra in extras:
+            for extra in target.companion_files(art):   # kept beside the artifact (package data, app.cwasm)
                 shutil.move(str(art.path.parent / extra), stage / "bin" / extra)
             if tree is not None:     # the dependencies as bytecode (forge/inclusion.py)
                 _link_or_copy(tree, stage / "bin" / inclusion.SITE_DIR)
@@ -314,10 +311,12 @@ def build(opts: BuildOptions) -> dict:
     w = resolve(opts.src)
     out = (opts.output or Path("dist") / w.name).resolve()
     check_output(out)                       # before any work: never compile just to fail here
-    if opts.target == "wasm" and opts.load:
-        raise errors.ConfigError("--load loads an image into Docker; --target wasm builds a wasm module, no image.")
+    target = get_target(opts.target)
+    if opts.load and not target.makes_image:
+        raise errors.ConfigError(f"--load loads an image into Docker; --target {target.name} builds "
+                                 f"{target.product}, no image.")
     tag = opts.tag or f"{w.name}:latest"
-    python = get_target(opts.target).sdk_python(opts.python)
+    python = target.sdk_python(opts.python)
     if opts.build_sdk:
         from forge.sdk.builder import build_sdk
         sdk = build_sdk(python)
@@ -331,10 +330,9 @@ def build(opts: BuildOptions) -> dict:
     with console.steps(f"build {w.name}", 5) as bar:
         with bar.step("dependencies, imports and compile (Nuitka)"):
             artifact, dep_env, cached = compile_workload(w, sdk, opts.target, log_dir, opts.use_cache)
-        if artifact.target == "wasm":       # a wasm module, not an image: the module + a summary
-            from forge.targets.wasm import write_output
+        if not target.makes_image:          # e.g. a wasm module: the target writes its output itself
             with bar.step("write output"):
-                summary = write_output(artifact, w, out, sdk, dep_env, cached)
+                summary = target.write_output(artifact, w, out, sdk, dep_env, cached)
             summary["build_seconds"] = round(time.monotonic() - started, 2)
             return summary
         with bar.step("image"):

@@ -34,6 +34,9 @@ class Artifact:
 
 class Target(Protocol):
     name: str
+    whole_project: bool   # gets the inclusion plan (dependencies and project taken whole)
+    makes_image: bool     # True: forge.build writes image + SBOM; False: write_output() writes the dir
+    product: str          # what it builds, for messages ("a wasm module")
 
     def fingerprint(self) -> str:
         """How this target compiles (flags, tool versions not in the SDK): part of the build cache key."""
@@ -45,4 +48,8 @@ class Target(Protocol):
 
     def compile(self, inputs: BuildInputs, out_dir: Path) -> Artifact:
         """Compile into out_dir (a fresh scratch directory) and return the checked artifact."""
+        ...
+
+    def companion_files(self, artifact: Artifact) -> list[str]:
+        """Names of the files beside artifact.path that belong to the build (kept with it)."""
         ...

@@ -22,6 +22,13 @@ LDFLAGS = "-static -Wl,--gc-sections"
 
 class NativeTarget:
     name = "native"
+    whole_project = True     # dependencies and the project taken whole (forge/inclusion.py)
+    makes_image = True       # forge.build writes the image, SBOM and binary (with its package data)
+    product = "a static binary in an image"
+
+    def companion_files(self, artifact: Artifact) -> list[str]:
+        """Package data beside the binary, where __file__ points."""
+        return sorted(p.name for p in artifact.path.parent.iterdir() if p != artifact.path)
 
     def sdk_python(self, requested: str) -> str:
         return requested

@@ -66,6 +66,15 @@ def settings(inputs_or_workload) -> dict:
 
 class WasmTarget:
     name = "wasm"
+    whole_project = False    # keeps following imports: the module's size is what Workers limits
+    makes_image = False      # writes its own output: module, app.cwasm and summary
+    product = "a wasm module"
+
+    def companion_files(self, artifact: Artifact) -> list[str]:
+        return list(artifact.details.get("extra_files", ()))
+
+    def write_output(self, artifact: Artifact, w, out: Path, sdk, dep_env, cached: bool) -> dict:
+        return write_output(artifact, w, out, sdk, dep_env, cached)
 
     def fingerprint(self) -> str:
         from forge.wasm import toolchain
