@@ -33,7 +33,7 @@ def _code_target(app):
             return func, bound + 1
         if hasattr(obj, "__code__"):
             return obj, bound
-        call = getattr(type(obj), "__call__", None)
+        call = getattr(type(obj), "__call__", None)  # noqa: B004 - the function itself, not callability
         if call is None:
             break
         if hasattr(call, "__code__"):

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.plugins.docker_engine",
     "tests.plugins.registry",
     "tests.plugins.wrangler",
+    "tests.test_runtime_support",  # start_server (the runtime tests' server factory)
 ]

@@ -7,7 +7,6 @@ Real packages from PyPI, built with the SDK, run in a container read-only as 655
 import base64
 import hashlib
 import json
-import os
 import subprocess
 import textwrap
 import time

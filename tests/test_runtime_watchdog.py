@@ -10,12 +10,11 @@ import time
 
 import pytest
 
-from tests.test_runtime_support import (  # noqa: F401  (start_server is a fixture)
+from tests.test_runtime_support import (
     Reader,
     build_request,
     connect,
     request,
-    start_server,
 )
 
 pytestmark = pytest.mark.timeout(120)

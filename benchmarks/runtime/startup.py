@@ -26,7 +26,7 @@ def first_response_ms(argv, extra):
                 status = common.get_once(port)
             except (ConnectionRefusedError, ConnectionResetError, socket.timeout):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{argv} exited with {proc.returncode}")
+                    raise RuntimeError(f"{argv} exited with {proc.returncode}") from None
                 time.sleep(0.0002)
                 continue
             if status == 200:
@@ -54,7 +54,7 @@ def main():
     # the floor the issue compares a forge binary with.
     sdk_python = os.environ.get("FORGE_BENCH_SDK_PYTHON")
     sdk_floor, sdk_floor_s = [], []
-    for name, (argv, extra) in cfgs.items():  # warm the page cache and write .pyc files
+    for argv, extra in cfgs.values():  # warm the page cache and write .pyc files
         first_response_ms(argv, extra)
     for i in range(args.n):
         floor.append(interpreter_floor_ms())

@@ -56,7 +56,7 @@ def store(params, outputs):
     db.execute("INSERT OR REPLACE INTO docs (id, r2_key, chunks) VALUES (?, ?, ?)",
                [doc_id, key, len(outputs["extract"]["chunks"])])
     cloudflare.queue("EVENTS").send({"event": "stored", "id": doc_id, "key": key})
-    cloudflare.kv("SESSIONS").put(f"last-doc", doc_id, ttl=3600)
+    cloudflare.kv("SESSIONS").put("last-doc", doc_id, ttl=3600)
     return {"key": key}
 
 
