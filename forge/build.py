@@ -21,12 +21,11 @@ from pathlib import Path
 
 from forge import __version__, analysis, console, deps, errors, inclusion, output
 from forge.cache import cache_root, file_lock, staging_dir
+from forge.fsio import link_or_copy
 from forge.config import source_date_epoch
-from forge.sbom import build_sbom
 from forge.sdk.layout import Sdk, find_sdk
 from forge.sdk.sources import DEFAULT_PYTHON, select_python
 from forge.targets import Artifact, BuildInputs, get_target
-from forge import verify
 from forge.verify import CHECK_IMPORTS_ENV, PROBE_ENV
 from forge.workload import Workload, resolve
 
@@ -292,7 +291,7 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
             for extra in target.companion_files(art):   # kept beside the artifact (package data, app.cwasm)
                 shutil.move(str(art.path.parent / extra), stage / "bin" / extra)
             if tree is not None:     # the dependencies as bytecode (forge/inclusion.py)
-                _link_or_copy(tree, stage / "bin" / inclusion.SITE_DIR)
+                link_or_copy(tree, stage / "bin" / inclusion.SITE_DIR)
                 (stage / "bin" / inclusion.SITE_DIR / ".forge-tree.json").unlink()
                 art.details["bytecode_tree"] = {k: tree_info[k] for k in ("stdlib", "bytes", "skipped")}
             shutil.rmtree(work)
@@ -303,9 +302,6 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
 
 
 def build(opts: BuildOptions) -> dict:
-    from forge.image.build import ImageSpec, build_image
-    from forge.publish import DockerArchivePublisher, OciLayoutPublisher
-
     started = time.monotonic()
     console.live = opts.live
     w = resolve(opts.src)
@@ -315,7 +311,6 @@ def build(opts: BuildOptions) -> dict:
     if opts.load and not target.makes_image:
         raise errors.ConfigError(f"--load loads an image into Docker; --target {target.name} builds "
                                  f"{target.product}, no image.")
-    tag = opts.tag or f"{w.name}:latest"
     python = target.sdk_python(opts.python)
     if opts.build_sdk:
         from forge.sdk.builder import build_sdk
@@ -330,96 +325,8 @@ def build(opts: BuildOptions) -> dict:
     with console.steps(f"build {w.name}", 5) as bar:
         with bar.step("dependencies, imports and compile (Nuitka)"):
             artifact, dep_env, cached = compile_workload(w, sdk, opts.target, log_dir, opts.use_cache)
-        if not target.makes_image:          # e.g. a wasm module: the target writes its output itself
-            with bar.step("write output"):
-                summary = target.write_output(artifact, w, out, sdk, dep_env, cached)
-            summary["build_seconds"] = round(time.monotonic() - started, 2)
-            return summary
-        with bar.step("image"):
-            app_dir = artifact.path.parent
-            spec = ImageSpec(
-                app_dir=app_dir, entrypoint=(f"/app/{artifact.path.name}",),
-                env={}, labels={
-                    "org.opencontainers.image.title": w.name,
-                    "org.opencontainers.image.version": str(w.settings.get("version", "")) or "0",
-                    "org.opencontainers.image.created":
-                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(opts.epoch)),
-                    "org.opencontainers.image.description": f"{w.module} built by forge {__version__}",
-                    "org.opencontainers.image.licenses": str(w.settings.get("license", "NOASSERTION")),
-                },
-                compression=opts.compression, epoch=opts.epoch,
-                include_zoneinfo=_uses_zoneinfo(w))
-            image = build_image(spec)
-        with bar.step("start check" if opts.verify else "start check (skipped: --no-verify)"):
-            check = _start_check(opts, w, artifact, image, sdk, log_dir)
-        with bar.step("write output"):
-            with staging_dir(out) as stage:
-                if opts.format == "oci":
-                    OciLayoutPublisher(stage / "image", ref_name=tag).publish(image)
-                    image_path = out / "image"
-                else:
-                    DockerArchivePublisher(stage / "image.tar", tag).publish(image)
-                    image_path = out / "image.tar"
-                shutil.copy2(artifact.path, stage / artifact.path.name)
-                for extra in artifact.path.parent.iterdir():   # package data: beside the binary
-                    if extra != artifact.path and extra.name not in _OUTPUT_NAMES:
-                        _link_or_copy(extra, stage / extra.name)
-                (stage / "sbom.spdx.json").write_bytes(
-                    build_sbom(w.name, image.digest, sdk.manifest, dep_env.distributions, opts.epoch))
-                summary = {
-                    "name": w.name, "tag": tag, "digest": image.digest, "target": artifact.target,
-                    "format": opts.format, "compression": opts.compression,
-                    "image": str(image_path), "binary": str(out / artifact.path.name),
-                    "binary_size": artifact.size,
-                    "image_size_compressed": image.compressed_size,
-                    "image_size_uncompressed": image.uncompressed_size,
-                    "layers": [{"digest": layer.digest, "size": layer.size,
-                                "media_type": layer.media_type,
-                                "uncompressed_size": layer.uncompressed_size} for layer in image.layers],
-                    "sbom": str(out / "sbom.spdx.json"), "cached_compile": cached,
-                    **check.summary(),
-                    "python": sdk.version, "dependencies": [f"{d.name}=={d.version}" for d in dep_env.distributions],
-                    "extension_modules": sorted(m.name for m in dep_env.extensions),
-                }
-                output.write(stage, summary)
-        with bar.step("load into Docker" if opts.load else "finish"):
-            if opts.load:
-                from forge.publish import DaemonPublisher
-                DaemonPublisher(tag).publish(image)
+        # The target writes its output (image + SBOM, or module + summary) in its own steps.
+        summary = target.write_output(artifact, w, out, sdk, dep_env, cached,
+                                      opts=opts, log_dir=log_dir, step=bar.step)
     summary["build_seconds"] = round(time.monotonic() - started, 2)
-    summary["loaded"] = opts.load
     return summary
-
-
-_OUTPUT_NAMES = {"image", "image.tar", "sbom.spdx.json", OUTPUT_MARKER}
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """A file or tree of files that nothing modifies in place (cache entries): hard links where
-    the file system allows (thousands of small .pyc files), copies where it does not."""
-    def link(a, b):
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-    if src.is_dir():
-        shutil.copytree(src, dst, copy_function=link)
-    else:
-        link(src, dst)
-
-
-def _start_check(opts: BuildOptions, w: Workload, artifact: Artifact, image, sdk: Sdk,
-                 log_dir: Path) -> verify.Verification:
-    """Run what was built once (forge/verify.py); StartupCheckFailed stops the build here."""
-    if not opts.verify:
-        return verify.Verification(False, "skipped", None)
-    excluded = tuple(w.settings.get("exclude", ()) or ())
-    return verify.verify(app_dir=artifact.path.parent, binary_name=artifact.path.name,
-                         served=w.attr is not None, name=w.name, image=image,
-                         record_dir=artifact.path.parent.parent,
-                         builtin_modules=set(sdk.manifest.get("builtin_modules", ())),
-                         excluded=excluded, log=log_dir / "start-check.log")
-
-
-def _uses_zoneinfo(w: Workload) -> bool:
-    return any("zoneinfo" in f.read_text(errors="replace") for f in w.source_files() if f.suffix == ".py")

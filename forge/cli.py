@@ -144,24 +144,27 @@ def build_cmd(
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return
-    mib = 2**20
-    if summary["target"] == "wasm":
+    from forge.output import BuildOutput, WasmOutput
+
+    result = BuildOutput.from_summary(summary)
+    if isinstance(result, WasmOutput):
         from forge.targets.wasm import print_summary
 
-        print_summary(summary)
+        print_summary(result)
         return
-    console.out.print(f"[bold green]built[/] {summary['tag']}  {summary['digest']}")
-    console.out.print(f"  binary  {summary['binary']}  ({summary['binary_size'] / mib:.1f} MiB, static)")
-    console.out.print(f"  image   {summary['image']}  ({summary['image_size_compressed'] / mib:.1f} MiB "
-                      f"compressed, {summary['image_size_uncompressed'] / mib:.1f} MiB uncompressed)")
-    console.out.print(f"  sbom    {summary['sbom']}")
-    if summary.get("verified"):
-        console.out.print(f"  started start check passed in {summary['start_seconds'] * 1000:.0f} ms "
-                          f"({summary['verify_method']}{', recorded' if summary.get('verify_cached') else ''})")
-    elif summary.get("verify_method") == "skipped":
+    mib = 2**20
+    console.out.print(f"[bold green]built[/] {result.tag}  {result.digest}")
+    console.out.print(f"  binary  {result.binary}  ({result.binary_size / mib:.1f} MiB, static)")
+    console.out.print(f"  image   {result.image_path()}  ({result.image_size_compressed / mib:.1f} MiB "
+                      f"compressed, {result.image_size_uncompressed / mib:.1f} MiB uncompressed)")
+    console.out.print(f"  sbom    {result.sbom}")
+    if result.verified:
+        console.out.print(f"  started start check passed in {result.start_seconds * 1000:.0f} ms "
+                          f"({result.verify_method}{', recorded' if result.verify_cached else ''})")
+    elif result.verify_method == "skipped":
         console.out.print("  started not checked (--no-verify)")
-    console.out.print(f"  time    {summary['build_seconds']:.1f}s"
-                      + (" (compile cached)" if summary["cached_compile"] else ""))
+    console.out.print(f"  time    {result.build_seconds:.1f}s"
+                      + (" (compile cached)" if result.cached_compile else ""))
 
 
 def _check_variants(value: Optional[str]) -> Optional[str]:

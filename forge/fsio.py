@@ -96,3 +96,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` whole or not at all."""
     with atomic_file(path) as tmp:
         tmp.write_bytes(data)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A file or tree of files that nothing modifies in place (cache entries): hard links where
+    the file system allows (thousands of small .pyc files), copies where it does not."""
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=link)
+    else:
+        link(src, dst)

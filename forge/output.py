@@ -44,6 +44,20 @@ class BuildOutput:
         """The image this build wrote (an OCI layout dir or a docker archive), or None (wasm)."""
         return None
 
+    @property
+    def python(self) -> str:
+        """The CPython version the build carries."""
+        return self.data.get("python", "")
+
+    @property
+    def cached_compile(self) -> bool:
+        return bool(self.data.get("cached_compile", False))
+
+    @property
+    def build_seconds(self) -> float | None:
+        """Set by forge.build on the summary it returns (not in every marker written before)."""
+        return self.data.get("build_seconds")
+
 
 @dataclass(frozen=True)
 class NativeOutput(BuildOutput):
@@ -53,6 +67,43 @@ class NativeOutput(BuildOutput):
     @property
     def binary(self) -> Path:
         return Path(self.data["binary"])
+
+    @property
+    def tag(self) -> str:
+        return self.data.get("tag", "")
+
+    @property
+    def binary_size(self) -> int:
+        return int(self.data.get("binary_size", 0))
+
+    @property
+    def image_size_compressed(self) -> int:
+        return int(self.data.get("image_size_compressed", 0))
+
+    @property
+    def image_size_uncompressed(self) -> int:
+        return int(self.data.get("image_size_uncompressed", 0))
+
+    @property
+    def sbom(self) -> Path | None:
+        return Path(self.data["sbom"]) if self.data.get("sbom") else None
+
+    @property
+    def verified(self) -> bool:
+        """The start check (forge/verify.py) ran and passed."""
+        return bool(self.data.get("verified", False))
+
+    @property
+    def verify_method(self) -> str | None:
+        return self.data.get("verify_method")
+
+    @property
+    def verify_cached(self) -> bool:
+        return bool(self.data.get("verify_cached", False))
+
+    @property
+    def start_seconds(self) -> float | None:
+        return self.data.get("start_seconds")
 
 
 @dataclass(frozen=True)
@@ -64,6 +115,40 @@ class WasmOutput(BuildOutput):
     @property
     def preinitialized(self) -> bool:
         return bool(self.data.get("preinitialized", False))
+
+    @property
+    def module_size(self) -> int:
+        return int(self.data.get("module_size", 0))
+
+    @property
+    def module_size_gzip(self) -> int:
+        return int(self.data.get("module_size_gzip", 0))
+
+    @property
+    def precompiled(self) -> Path | None:
+        return Path(self.data["precompiled"]) if self.data.get("precompiled") else None
+
+    @property
+    def precompiled_size(self) -> int:
+        return int(self.data.get("precompiled_size", 0))
+
+    @property
+    def precompiled_for(self) -> str:
+        return self.data.get("precompiled_for", "")
+
+    @property
+    def start_ms(self) -> float | None:
+        return self.data.get("start_ms")
+
+    @property
+    def workers(self) -> Mapping:
+        """The Workers size verdict (forge/deploy/platform.py): gzip_size, limits, fits_free/fits_paid."""
+        return self.data.get("workers", {})
+
+    @property
+    def serves_requests(self) -> bool:
+        """An app served as JSON lines on stdin/stdout (False: a program with its own stdin/stdout)."""
+        return str(self.data.get("protocol", "")).startswith("JSON")
 
 
 _KINDS = {"native": NativeOutput, "wasm": WasmOutput}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, ContextManager, Protocol
 
 from forge.sdk.layout import Sdk
 from forge.workload import Workload
@@ -35,7 +35,7 @@ class Artifact:
 class Target(Protocol):
     name: str
     whole_project: bool   # gets the inclusion plan (dependencies and project taken whole)
-    makes_image: bool     # True: forge.build writes image + SBOM; False: write_output() writes the dir
+    makes_image: bool     # True: write_output() writes an image (so --load applies)
     product: str          # what it builds, for messages ("a wasm module")
 
     def fingerprint(self) -> str:
@@ -52,4 +52,13 @@ class Target(Protocol):
 
     def companion_files(self, artifact: Artifact) -> list[str]:
         """Names of the files beside artifact.path that belong to the build (kept with it)."""
+        ...
+
+    def write_output(self, artifact: Artifact, workload: Workload, out: Path, sdk: Sdk, dep_env,
+                     cached: bool, *, opts, log_dir: Path,
+                     step: Callable[[str], ContextManager]) -> dict:
+        """Write the build output directory `out` (atomically, with forge.output's marker) and return
+        the summary `forge build --json` prints. `opts` is forge.build.BuildOptions, `dep_env`
+        forge.deps.DependencyEnv; `step(title)` wraps each stage in a progress step. A check that
+        fails (the native start check) raises before anything is written."""
         ...

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
-from forge import errors
+from forge import __version__, errors, output, verify
 from forge.elfcheck import static_problems
 from forge.extensions import build_interpreter
 from forge.extensions import link_flags as extension_link_flags
@@ -23,7 +24,7 @@ LDFLAGS = "-static -Wl,--gc-sections"
 class NativeTarget:
     name = "native"
     whole_project = True     # dependencies and the project taken whole (forge/inclusion.py)
-    makes_image = True       # forge.build writes the image, SBOM and binary (with its package data)
+    makes_image = True       # write_output() writes the image, SBOM and binary (with its package data)
     product = "a static binary in an image"
 
     def companion_files(self, artifact: Artifact) -> list[str]:
@@ -164,3 +165,87 @@ class NativeTarget:
                          "extension_modules": [{"name": m.name, "distribution": m.distribution,
                                                 "libraries": list(m.libraries), "cxx": m.cxx}
                                                for m in inputs.extensions]})
+
+    def write_output(self, artifact: Artifact, w, out: Path, sdk, dep_env, cached: bool, *,
+                     opts, log_dir: Path, step) -> dict:
+        """out/: the image (OCI layout or docker archive), the binary with its package data, the SBOM
+        and forge-build.json; the start check runs first and nothing is written if it fails.
+        `opts` is forge.build.BuildOptions; `step(title)` a progress step (console.steps)."""
+        from forge.cache import staging_dir
+        from forge.fsio import link_or_copy
+        from forge.image.build import ImageSpec, build_image
+        from forge.publish import DockerArchivePublisher, OciLayoutPublisher
+        from forge.sbom import build_sbom
+
+        tag = opts.tag or f"{w.name}:latest"
+        with step("image"):
+            spec = ImageSpec(
+                app_dir=artifact.path.parent, entrypoint=(f"/app/{artifact.path.name}",),
+                env={}, labels={
+                    "org.opencontainers.image.title": w.name,
+                    "org.opencontainers.image.version": str(w.settings.get("version", "")) or "0",
+                    "org.opencontainers.image.created":
+                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(opts.epoch)),
+                    "org.opencontainers.image.description": f"{w.module} built by forge {__version__}",
+                    "org.opencontainers.image.licenses": str(w.settings.get("license", "NOASSERTION")),
+                },
+                compression=opts.compression, epoch=opts.epoch,
+                include_zoneinfo=_uses_zoneinfo(w))
+            image = build_image(spec)
+        with step("start check" if opts.verify else "start check (skipped: --no-verify)"):
+            check = _start_check(opts.verify, w, artifact, image, sdk, log_dir)
+        with step("write output"):
+            with staging_dir(out) as stage:
+                if opts.format == "oci":
+                    OciLayoutPublisher(stage / "image", ref_name=tag).publish(image)
+                    image_path = out / "image"
+                else:
+                    DockerArchivePublisher(stage / "image.tar", tag).publish(image)
+                    image_path = out / "image.tar"
+                shutil.copy2(artifact.path, stage / artifact.path.name)
+                for extra in artifact.path.parent.iterdir():   # package data: beside the binary
+                    if extra != artifact.path and extra.name not in _OUTPUT_NAMES:
+                        link_or_copy(extra, stage / extra.name)
+                (stage / "sbom.spdx.json").write_bytes(
+                    build_sbom(w.name, image.digest, sdk.manifest, dep_env.distributions, opts.epoch))
+                summary = {
+                    "name": w.name, "tag": tag, "digest": image.digest, "target": artifact.target,
+                    "format": opts.format, "compression": opts.compression,
+                    "image": str(image_path), "binary": str(out / artifact.path.name),
+                    "binary_size": artifact.size,
+                    "image_size_compressed": image.compressed_size,
+                    "image_size_uncompressed": image.uncompressed_size,
+                    "layers": [{"digest": layer.digest, "size": layer.size,
+                                "media_type": layer.media_type,
+                                "uncompressed_size": layer.uncompressed_size} for layer in image.layers],
+                    "sbom": str(out / "sbom.spdx.json"), "cached_compile": cached,
+                    **check.summary(),
+                    "python": sdk.version, "dependencies": [f"{d.name}=={d.version}" for d in dep_env.distributions],
+                    "extension_modules": sorted(m.name for m in dep_env.extensions),
+                }
+                output.write(stage, summary)
+        with step("load into Docker" if opts.load else "finish"):
+            if opts.load:
+                from forge.publish import DaemonPublisher
+                DaemonPublisher(tag).publish(image)
+        summary["loaded"] = opts.load
+        return summary
+
+
+_OUTPUT_NAMES = {"image", "image.tar", "sbom.spdx.json", output.MARKER}
+
+
+def _start_check(enabled: bool, w, artifact: Artifact, image, sdk, log_dir: Path) -> verify.Verification:
+    """Run what was built once (forge/verify.py); StartupCheckFailed stops the build here."""
+    if not enabled:
+        return verify.Verification(False, "skipped", None)
+    excluded = tuple(w.settings.get("exclude", ()) or ())
+    return verify.verify(app_dir=artifact.path.parent, binary_name=artifact.path.name,
+                         served=w.attr is not None, name=w.name, image=image,
+                         record_dir=artifact.path.parent.parent,
+                         builtin_modules=set(sdk.manifest.get("builtin_modules", ())),
+                         excluded=excluded, log=log_dir / "start-check.log")
+
+
+def _uses_zoneinfo(w) -> bool:
+    return any("zoneinfo" in f.read_text(errors="replace") for f in w.source_files() if f.suffix == ".py")

@@ -73,8 +73,14 @@ class WasmTarget:
     def companion_files(self, artifact: Artifact) -> list[str]:
         return list(artifact.details.get("extra_files", ()))
 
-    def write_output(self, artifact: Artifact, w, out: Path, sdk, dep_env, cached: bool) -> dict:
-        return write_output(artifact, w, out, sdk, dep_env, cached)
+    def write_output(self, artifact: Artifact, w, out: Path, sdk, dep_env, cached: bool, *,
+                     opts=None, log_dir: Path | None = None, step=None) -> dict:
+        """The module, its precompiled form and forge-build.json (no image, no start check here:
+        compile() ran the module once)."""
+        if step is None:
+            return write_output(artifact, w, out, sdk, dep_env, cached)
+        with step("write output"):
+            return write_output(artifact, w, out, sdk, dep_env, cached)
 
     def fingerprint(self) -> str:
         from forge.wasm import toolchain
@@ -256,24 +262,25 @@ def write_output(artifact: Artifact, w, out: Path, sdk, dep_env, cached: bool) -
     return summary
 
 
-def print_summary(summary: dict) -> None:
+def print_summary(result) -> None:
+    """`forge build --target wasm`'s lines, from the typed build output (forge.output.WasmOutput)."""
     from forge import console
 
     mb = 1000 * 1000
-    wk = summary["workers"]
-    console.out.print(f"[bold green]built[/] {summary['name']} for wasm32-wasi  {summary['digest']}")
-    console.out.print(f"  module      {summary['module']}  ({summary['module_size'] / mb:.1f} MB, "
-                      f"{summary['module_size_gzip'] / mb:.1f} MB gzip"
-                      + (", pre-initialised)" if summary["preinitialized"] else ")"))
-    console.out.print(f"  wasmtime    {summary['precompiled']}  ({summary['precompiled_size'] / mb:.1f} MB, "
-                      f"{summary['precompiled_for']})")
-    console.out.print(f"  start       {summary['start_ms']:.1f} ms (_start with no request, wasmtime)")
+    wk = result.workers
+    console.out.print(f"[bold green]built[/] {result.name} for wasm32-wasi  {result.digest}")
+    console.out.print(f"  module      {result.module}  ({result.module_size / mb:.1f} MB, "
+                      f"{result.module_size_gzip / mb:.1f} MB gzip"
+                      + (", pre-initialised)" if result.preinitialized else ")"))
+    console.out.print(f"  wasmtime    {result.precompiled}  ({result.precompiled_size / mb:.1f} MB, "
+                      f"{result.precompiled_for})")
+    console.out.print(f"  start       {result.start_ms:.1f} ms (_start with no request, wasmtime)")
     fits = "fits the free plan" if wk["fits_free"] else ("fits the paid plan only" if wk["fits_paid"] else "too large")
     console.out.print(f"  Workers     {wk['gzip_size'] / mb:.2f} MB gzip of {wk['free_limit'] / mb:.0f} MB free / "
                       f"{wk['paid_limit'] / mb:.0f} MB paid: {fits}")
-    if summary["protocol"].startswith("JSON"):
-        console.out.print(f"  run         wasmtime run {summary['module']} < requests.jsonl   (JSON lines, docs/wasm.md)")
+    if result.serves_requests:
+        console.out.print(f"  run         wasmtime run {result.module} < requests.jsonl   (JSON lines, docs/wasm.md)")
     else:
-        console.out.print(f"  run         wasmtime run {summary['module']}   (a program: its own stdin/stdout)")
-    console.out.print(f"  time        {summary['build_seconds']:.1f}s"
-                      + (" (compile cached)" if summary["cached_compile"] else ""))
+        console.out.print(f"  run         wasmtime run {result.module}   (a program: its own stdin/stdout)")
+    console.out.print(f"  time        {result.build_seconds:.1f}s"
+                      + (" (compile cached)" if result.cached_compile else ""))
