@@ -95,7 +95,7 @@ def render_workflow(*, project: str = ".", image: str | None = None, dockerfile:
         "      - uses: actions/checkout@v4",
         "      - uses: actions/setup-node@v4",
         "        with:",
-        "          node-version: \"20\"",
+        "          node-version: \"24\"",
         "      - name: Install forge",
         "        run: |",
         "          if [ -z \"$FORGE_PIP_SPEC\" ]; then",

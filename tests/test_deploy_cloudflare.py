@@ -1,4 +1,4 @@
-"""forge deploy cloudflare: the generated project is checked by wrangler 4.86.0 itself (its JSON
+"""forge deploy cloudflare: the generated project is checked by wrangler itself (the pinned release) (its JSON
 schema, `wrangler deploy --dry-run`, `wrangler types` + tsc), and every refusal happens before a
 file is written."""
 
@@ -111,7 +111,7 @@ def test_generated_project_passes_wrangler(pushed, wrangler, tmp_path):
     assert "defaultPort = 8080;" in index_ts and 'sleepAfter = "2m";' in index_ts
     assert '"GREETING": "hello"' in index_ts
     package = json.loads((out / "package.json").read_text())
-    assert package["devDependencies"]["wrangler"] == WRANGLER_VERSION == "4.86.0"
+    assert package["devDependencies"]["wrangler"] == WRANGLER_VERSION == "4.164.0"
     assert package["dependencies"]["@cloudflare/containers"] == CONTAINERS_VERSION
     assert json.loads((out / "tsconfig.json").read_text())["compilerOptions"]["strict"] is True
     assert "wrangler deploy" in (out / "README.md").read_text()

@@ -1,6 +1,6 @@
 """`forge deploy workers --target wasm`: the Workers project around examples/hello's wasm module.
 Its Worker code (request -> JSON line -> WASI shim -> Response) runs in Node (V8, as in workerd)
-against the real module; wrangler 4.86.0 bundles the project offline (--dry-run) and reports the
+against the real module; wrangler (the pinned release) bundles the project offline (--dry-run) and reports the
 gzip size that counts against the Workers limit."""
 
 import gzip
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from forge.deploy.platform import WRANGLER_VERSION
 from tests.helpers import run_forge
 
 pytestmark = pytest.mark.sdk
@@ -44,7 +45,7 @@ def test_project_files(project, build):
     assert config["rules"] == [{"type": "CompiledWasm", "globs": ["**/*.wasm"], "fallthrough": False}]
     assert (project / "src" / "app.wasm").read_bytes() == Path(build["module"]).read_bytes()
     assert 'import wasm from "./app.wasm"' in (project / "src" / "index.js").read_text()
-    assert json.loads((project / "package.json").read_text())["devDependencies"] == {"wrangler": "4.86.0"}
+    assert json.loads((project / "package.json").read_text())["devDependencies"] == {"wrangler": WRANGLER_VERSION}
     readme = (project / "README.md").read_text()
     assert "MB gzip" in readme and "ENOSYS" in readme
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import gzip
 import re
 
-WRANGLER_VERSION = "4.86.0"          # the last wrangler that runs on Node 20
+WRANGLER_VERSION = "4.164.0"         # newest on npm (2026-12-02); needs Node >= 22.12
 CONTAINERS_VERSION = "0.3.7"         # @cloudflare/containers
 TYPESCRIPT_VERSION = "5.9.3"
-COMPATIBILITY_DATE = "2026-04-01"    # supported by the workerd that wrangler 4.86.0 ships
+COMPATIBILITY_DATE = "2026-04-01"    # supported by the workerd of every wrangler since 4.86.0
 
 MB = 1000 * 1000
 # Workers' limits on the gzip-compressed Worker bundle, as `wrangler deploy` reports it.

@@ -3,7 +3,7 @@ the emitted project pins (forge.deploy.cloudflare), and Node itself from npm's `
 (Debian 12's Node is 20; wrangler >= 4.87 needs Node >= 22). Installed with npm once per machine into
 <forge cache>/npm/<versions>/ and reused by every test run; all of it runs under that Node.
 
-FORGE_TEST_WRANGLER=4.164.0 tries another wrangler (its own cache entry) without changing the pin."""
+FORGE_TEST_WRANGLER=<version> tries another wrangler (its own cache entry) without changing the pin."""
 
 from __future__ import annotations
 
