@@ -86,7 +86,7 @@ class Sdk:
 
 def find_sdk(version: str = srcs.DEFAULT_PYTHON, compiler_override: str | None = None) -> Sdk:
     """The SDK the current inputs would build, if it is in the cache; SdkMissing otherwise."""
-    from forge.sdk.builder import cache_key  # builder imports this module
+    from forge.sdk.key import cache_key
     from forge.sdk.compiler import find_compiler
 
     path = sdk_dir(cache_root(), version, cache_key(version, find_compiler(compiler_override)))
