@@ -12,7 +12,7 @@ import pytest
 
 from forge import errors
 from forge.extensions import DRIVER, collect, read_manifest, unique_symbol
-from forge.targets.inittab import pruned_config, with_extensions
+from forge.extensions.inittab import pruned_config, with_extensions
 
 pytestmark = pytest.mark.skipif(shutil.which("musl-gcc") is None, reason="needs musl-gcc (musl-tools)")
 

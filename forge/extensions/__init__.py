@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from forge import errors
+from forge.extensions.inittab import build_inittab_object
 
 DRIVER = Path(__file__).with_name("driver.py")
 MANIFEST_SECTION = ".forge.ext"
@@ -230,8 +231,6 @@ def build_interpreter(sdk, modules: tuple[ExtensionModule, ...], out_dir: Path) 
     `import psutil`, `import numpy`...); the SDK's own static interpreter cannot load the extension
     objects, so such a package would fail at compile time. This one is linked from the SDK's
     libpython.a with every SDK built-in plus the extension modules."""
-    from forge.targets.inittab import build_inittab_object
-
     libpl = next(sdk.path.glob("python/lib/python3.*/config-3.*"))
     include_dir = next(sdk.path.glob("python/include/python3.*"))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from forge.extensions import build_interpreter
 from forge.extensions import link_flags as extension_link_flags
 from forge.proc import run_killable
 from forge.targets.base import Artifact, BuildInputs
-from forge.targets.inittab import build_inittab_object, used_modules
+from forge.extensions.inittab import build_inittab_object, used_modules
 
 
 # --gc-sections drops code no workload reaches (the SDK is compiled with per-function sections).
