@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from forge import errors, inclusion, verify
-from forge.build import check_module_source, entry_source, program_source
+from forge.prepare import check_module_source, entry_source, program_source
 from forge.workload import resolve
 
 import forge_runtime  # noqa: E402  (installed with forge)

@@ -35,10 +35,10 @@ from pathlib import Path
 
 from forge import console, errors
 from forge.bench.measure import BENCH_ENV, ProcessSpec
-from forge.build import entry_source
 from forge.cache import cache_root, file_lock, staging_dir
 from forge.image.layer import GZIP_LEVEL
 from forge.image.rootfs import images_dir
+from forge.prepare import entry_source, runtime_dir, runtime_files
 from forge.workload import Workload
 
 RECIPE_VERSION = "2"   # bump when this module changes what it builds
@@ -206,23 +206,10 @@ def host_deps(w: Workload) -> Path | None:
 
 
 # --- the workload as the Python-based baselines see it ------------------------------------------------
-def runtime_source() -> Path:
-    from forge.build import _runtime_dir
-
-    return _runtime_dir()
-
-
-def runtime_files() -> list[Path]:
-    root = runtime_source()
-    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
-
-
-
-
 def workload_key(w: Workload) -> Key:
     k = Key("workload", w.module, str(w.attr), entry_source(w), *w.requirements, *w.include)
     k.add_tree(w.project_dir, w.source_files())
-    k.add_tree(runtime_source(), runtime_files())
+    k.add_tree(runtime_dir(), runtime_files())
     return k
 
 
@@ -235,7 +222,7 @@ def stage_workload(w: Workload, dest: Path) -> None:
         target = dest / f.relative_to(w.project_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, target)
-    rt = runtime_source()
+    rt = runtime_dir()
     for f in runtime_files():
         target = dest / "forge_runtime" / f.relative_to(rt)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -71,17 +71,15 @@ def _timed(argv: list[str], env: dict, cwd: Path) -> tuple[float, str]:
 
 
 def cold_start_budget(w: Workload, python_version: str | None, total_ms: float | None, runs: int = 5) -> dict:
-    from forge.build import _runtime_on_path
     from forge.cache import cache_root
-    from forge.deps import install
+    from forge.prepare import prepare
     from forge.sdk.layout import find_sdk
     from forge.sdk.sources import DEFAULT_PYTHON
 
     sdk = find_sdk(python_version or DEFAULT_PYTHON)
     log_dir = cache_root() / "logs" / f"bench-budget-{w.name}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    dep_env = install(w, sdk, log_dir / "pip.log")
-    search = [w.project_dir, *dep_env.search_path, _runtime_on_path()]
+    search = prepare(w, sdk, log_dir / "pip.log", analyse=False).search_path
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
            "PYTHONPATH": os.pathsep.join(map(str, search)),
            "PYTHONPYCACHEPREFIX": str(bench_cache() / "pycache")}
