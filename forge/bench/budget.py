@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from forge import errors
-from forge.bench.baselines import bench_cache
+from forge.bench.model import bench_cache
 from forge.workload import Workload
 
 

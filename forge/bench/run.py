@@ -21,9 +21,10 @@ from pathlib import Path
 
 from forge import __version__, console, errors
 from forge.bench import stats
-from forge.bench.baselines import (BUILDERS, LABELS, Variant, bench_cache, build_floor_variant, drop_other_tags,
-                                   has_image,
-                                   unavailable, wasm_variant)
+from forge.bench.baselines import BUILDERS, build_floor_variant, wasm_variant
+from forge.bench.baselines.common import drop_other_tags, has_image
+from forge.bench.model import LABELS, Variant, unavailable
+from forge.bench.timing import forge_build_time, timed_build  # noqa: F401  (forge_build_time: part of the bench API)
 from forge.bench.measure import ProcessSpec, WrkSettings, run_container, run_process, wrk_path
 from forge import output
 from forge.workload import Workload, resolve
@@ -98,44 +99,6 @@ def _docker(opts: BenchOptions):
 
 
 # --- forge itself -------------------------------------------------------------------------------------
-def _build_times_file() -> Path:
-    return bench_cache() / "forge-build-times.json"
-
-
-def forge_build_time(summary: dict) -> tuple[float | None, bool]:
-    """(cold build seconds, from the record?): a compile served from forge's build cache says nothing
-    about build time, so the time of the last uncached build of the same image digest is used."""
-    path = _build_times_file()
-    try:
-        times = json.loads(path.read_text())
-    except (OSError, ValueError):
-        times = {}
-    if not summary.get("cached_compile"):
-        times[summary["digest"]] = summary["build_seconds"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(times, indent=2, sort_keys=True))
-        return summary["build_seconds"], False
-    if summary["digest"] in times:
-        return times[summary["digest"]], True
-    return None, True
-
-
-def timed_build(bopts, cold_build: bool) -> tuple[dict, float | None, bool]:
-    """forge.build.build(bopts) -> (summary, cold build seconds or None, time from the record?). When the
-    compile came from forge's build cache and no uncached build of this image digest is on record, and
-    cold_build is set, build once more without the cache to time it (the output is the same bytes)."""
-    from forge.build import build
-
-    summary = build(bopts)
-    build_s, cached = forge_build_time(summary)
-    if build_s is None and cold_build:
-        console.info(f"timing a cold build of {summary['name']} ({bopts.target}): its compile came from forge's "
-                     "build cache and no uncached build of this image is on record")
-        summary = build(replace(bopts, use_cache=False))
-        build_s, cached = forge_build_time(summary)
-    return summary, build_s, cached
-
-
 def is_build_output(path: Path) -> bool:
     return output.is_output(path)
 
