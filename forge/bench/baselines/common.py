@@ -22,7 +22,6 @@ from forge.image.rootfs import images_dir
 from forge.prepare import entry_source, runtime_dir, runtime_files
 from forge.workload import Workload
 
-
 RECIPE_VERSION = "2"   # bump when this module changes what it builds
 
 
@@ -248,3 +247,16 @@ def _variant_from(name: str, d: Path, meta: dict, cached: bool, process: Process
     return Variant(name, LABELS[name], image=image, size_compressed=meta["size_compressed"],
                    size_uncompressed=meta["size_uncompressed"], build_seconds=meta["build_seconds"],
                    build_cached=cached, process=process, notes=notes)
+
+
+def scratch_variant(name: str, d: Path, meta: dict, cached: bool, tag: str, client, process_note: str) -> Variant:
+    """A FROM scratch baseline whose d/app/app is the server: its image loaded (unless the engine has
+    it from this very cache entry) and the Variant that runs d/app/app on the host."""
+    if client is not None and (not has_image(client, tag) or not cached):
+        load_scratch_image(client, d / "app", tag, name)
+        drop_other_tags(client, tag)
+    v = _variant_from(name, d, meta, cached, ProcessSpec((str(d / "app" / "app"),)),
+                      tag if client else None,
+                      {"process": process_note, "image": "FROM scratch + forge base layer"})
+    v.reload = (lambda: load_scratch_image(client, d / "app", tag, name)) if client else None
+    return v

@@ -7,13 +7,9 @@ from pathlib import Path
 from forge.bench.baselines.common import (
     Key,
     _cached_build,
-    _variant_from,
-    drop_other_tags,
-    has_image,
-    load_scratch_image,
     scratch_sizes,
+    scratch_variant,
 )
-from forge.bench.measure import ProcessSpec
 from forge.bench.model import Variant
 
 
@@ -29,11 +25,4 @@ def build_floor_variant(client, rebuild: bool = False) -> Variant:
 
     d, meta, cached = _cached_build("floor", key, build, rebuild)
     tag = f"forge-bench/floor:{key[:12]}"
-    if client is not None and (not has_image(client, tag) or not cached):
-        load_scratch_image(client, d / "app", tag, "floor")
-        drop_other_tags(client, tag)
-    v = _variant_from("floor", d, meta, cached, ProcessSpec((str(d / "app" / "app"),)),
-                      tag if client else None,
-                      {"process": "the floor binary run on the host", "image": "FROM scratch + forge base layer"})
-    v.reload = (lambda: load_scratch_image(client, d / "app", tag, "floor")) if client else None
-    return v
+    return scratch_variant("floor", d, meta, cached, tag, client, "the floor binary run on the host")

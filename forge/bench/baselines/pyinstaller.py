@@ -8,21 +8,17 @@ from pathlib import Path
 
 from forge.bench.baselines.common import (
     _cached_build,
-    _variant_from,
-    drop_other_tags,
-    has_image,
     host_deps,
     host_python,
     includes,
-    load_scratch_image,
     recipes_dir,
     run_logged,
     scratch_sizes,
+    scratch_variant,
     stage_workload,
     tool_venv,
     workload_key,
 )
-from forge.bench.measure import ProcessSpec
 from forge.bench.model import Variant, log_path
 from forge.workload import Workload
 
@@ -58,12 +54,5 @@ def build_pyinstaller_variant(w: Workload, client, rebuild: bool = False) -> Var
 
     d, meta, cached = _cached_build(f"pyinstaller-{w.name}", key, build, rebuild)
     tag = f"forge-bench/pyinstaller-{w.name}:{key[:12]}"
-    if client is not None and (not has_image(client, tag) or not cached):
-        load_scratch_image(client, d / "app", tag, "pyinstaller")
-        drop_other_tags(client, tag)
-    v = _variant_from("pyinstaller", d, meta, cached, ProcessSpec((str(d / "app" / "app"),)),
-                      tag if client else None,
-                      {"process": "the staticx binary run on the host (bootloaders + app: RSS summed)",
-                       "image": "FROM scratch + forge base layer"})
-    v.reload = (lambda: load_scratch_image(client, d / "app", tag, "pyinstaller")) if client else None
-    return v
+    return scratch_variant("pyinstaller", d, meta, cached, tag, client,
+                           "the staticx binary run on the host (bootloaders + app: RSS summed)")

@@ -30,7 +30,6 @@ from forge.bench.model import Variant, bench_cache, log_path
 from forge.cache import file_lock, staging_dir
 from forge.workload import Workload
 
-
 SUITE = "bookworm"
 
 

@@ -12,7 +12,6 @@ from forge.bench.model import LABELS, Variant, unavailable
 from forge.bench.timing import timed_build
 from forge.workload import Workload
 
-
 WASM_REQUEST = b'{"id": 1, "method": "GET", "path": "/"}\n'
 
 
