@@ -144,12 +144,16 @@ print(json.dumps({
 '''
 
 
-def test_msgpack_and_two_modules_with_the_same_last_name(sdk, tmp_path):
+def test_msgpack_and_two_modules_with_the_same_last_name(each_sdk, tmp_path):
     """msgpack (Cython), and markupsafe._speedups + simplejson._speedups in one binary (simplejson
-    also has a pure wheel; forge builds the sdist because compiled wheels of that version exist)."""
+    also has a pure wheel; forge builds the sdist because compiled wheels of that version exist).
+    On every SDK under test (FORGE_TEST_PYTHONS): the dotted built-ins must be found by the import
+    system of each CPython version forge supports."""
     proj = _program(tmp_path, "samenames", ["msgpack==1.1.2", "markupsafe==3.0.4", "simplejson==3.20.2"],
                     MSGPACK_AND_SAME_NAMES)
-    summary = _build(proj, "-o", tmp_path / "out")
+    minor = ".".join(each_sdk.version.split(".")[:2])
+    summary = _build(proj, "--python", minor, "-o", tmp_path / "out")
+    assert summary["python"] == each_sdk.version
     assert summary["extension_modules"] == ["markupsafe._speedups", "msgpack._cmsgpack", "simplejson._speedups"]
     out = _run(summary["binary"])
     assert out["builtins"] == ["markupsafe._speedups", "msgpack._cmsgpack", "simplejson._speedups"]
