@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge import __version__, console, deps, errors, inclusion, output
@@ -44,6 +44,8 @@ class BuildOptions:
     use_cache: bool = True            # False: recompile even if the build cache has this artifact
     verify: bool = True               # False (--no-verify): do not start the binary once (forge/verify.py)
     live: bool = True                 # False (--json): no live progress lines on the terminal
+    # the Workload options_from resolved, handed on so one build resolves it once
+    workload: Workload | None = field(default=None, compare=False, repr=False)
 
 
 def options_from(src: Path, **cli) -> BuildOptions:
@@ -67,7 +69,7 @@ def options_from(src: Path, **cli) -> BuildOptions:
             raise errors.ConfigError(
                 f"[tool.forge] {key} = {tool[key]!r} is not a value forge knows; use one of "
                 f"{', '.join(repr(a) for a in allowed)}, or remove the line for the default.")
-    opts = BuildOptions(src=src, epoch=epoch, **merged)
+    opts = BuildOptions(src=src, epoch=epoch, workload=w, **merged)
     if opts.format not in ("oci", "docker-archive"):
         raise errors.ConfigError(f"--format must be oci or docker-archive, not {opts.format!r}.")
     if opts.compression not in ("gzip", "zstd"):
@@ -158,7 +160,7 @@ def compile_workload(w: Workload, sdk: Sdk, target_name: str, log_dir: Path,
 def build(opts: BuildOptions) -> dict:
     started = time.monotonic()
     console.live = opts.live
-    w = resolve(opts.src)
+    w = opts.workload or resolve(opts.src)
     out = (opts.output or Path("dist") / w.name).resolve()
     check_output(out)                       # before any work: never compile just to fail here
     target = get_target(opts.target)

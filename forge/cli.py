@@ -284,7 +284,12 @@ def deploy_workers_cmd(
     """Write a Cloudflare Workers project that runs the workload's wasm module (WASI shim, wrangler.toml)."""
     from forge.deploy.workers import FREE_LIMIT, PAID_LIMIT, generate
 
-    r = generate(project, target=target.value, from_output=from_output, out_dir=output, force=force)
+    def build_wasm(src: Path) -> dict:
+        from forge.build import build, options_from
+        return build(options_from(src, target="wasm"))
+
+    r = generate(project, target=target.value, from_output=from_output, out_dir=output, force=force,
+                 build_wasm=build_wasm)
     for w in r.warnings:
         console.warn(w)
     mb = 1000 * 1000

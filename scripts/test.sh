@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --test
 bash scripts/start-dockerd.sh
 export TESTCONTAINERS_RYUK_DISABLED=true
+.venv/bin/ruff check .    # [tool.ruff] in pyproject.toml
 exec .venv/bin/python -m pytest -ra "$@"

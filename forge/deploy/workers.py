@@ -14,6 +14,7 @@ Workers limit (10 MB paid; above 3 MB it needs the paid plan: a warning).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +40,11 @@ class WorkersResult:
     built: bool = False
 
 
-def _wasm_output(project: Path, from_output: Path | None) -> tuple[Path, output.WasmOutput, bool]:
-    """(build output dir, its build output (forge-build.json), whether it was built now)."""
+def _wasm_output(project: Path, from_output: Path | None,
+                 build_wasm: Callable[[Path], dict] | None) -> tuple[Path, output.WasmOutput, bool]:
+    """(build output dir, its build output (forge-build.json), whether it was built now). With no
+    output found, `build_wasm(project)` builds one (the CLI passes forge build: deploy takes build
+    outputs and does not import the build)."""
     if from_output is None:
         from forge.workload import resolve
 
@@ -50,9 +54,10 @@ def _wasm_output(project: Path, from_output: Path | None) -> tuple[Path, output.
                 found = output.read(base / w.name)
                 if isinstance(found, output.WasmOutput):
                     return base / w.name, found, False
-        from forge.build import build, options_from
-
-        made = output.BuildOutput.from_summary(build(options_from(project, target="wasm")))
+        if build_wasm is None:
+            raise DeployConfigError(f"{project} has no `forge build --target wasm` output in dist/; build it "
+                                    f"first, or pass --from OUT.")
+        made = output.BuildOutput.from_summary(build_wasm(project))
         return made.module.parent, made, True
     if not output.is_output(Path(from_output)):
         raise DeployConfigError(f"--from {from_output} is not a forge build output (no {output.MARKER}); "
@@ -66,6 +71,7 @@ def _wasm_output(project: Path, from_output: Path | None) -> tuple[Path, output.
 
 
 def generate(project: Path, *, target: str = "wasm", from_output: Path | None = None,
+             build_wasm: Callable[[Path], dict] | None = None,
              out_dir: Path | None = None, force: bool = False) -> WorkersResult:
     from forge.deploy.files import GeneratedFile, write_generated
 
@@ -76,7 +82,7 @@ def generate(project: Path, *, target: str = "wasm", from_output: Path | None = 
     if not project.is_dir():
         raise DeployConfigError(f"--project {project} is not a directory.")
     out_dir = Path(out_dir).resolve() if out_dir else project / "deploy" / "workers"
-    build_dir, result, built = _wasm_output(project, from_output)
+    build_dir, result, built = _wasm_output(project, from_output, build_wasm)
     module = build_dir / result.module.name
     if not module.is_file():
         raise DeployConfigError(f"{module} is missing from the build output; rebuild with --target wasm.")
