@@ -3,6 +3,7 @@ driver and linked into the static binary as built-in modules (docs/extensions.md
 from PyPI, compiled, then run: in a container (read-only, as 65532) for the Flask app, directly for
 the rest. Heavy builds (numpy, ...) only with FORGE_TEST_HEAVY=1."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import requests
 
 from forge.elfcheck import static_problems
 from tests.helpers import free_port, run_forge, wait_http
+from tests.plugins.docker_engine import running
 
 pytestmark = pytest.mark.sdk
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +52,16 @@ def _run(binary: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def _served(client, image_archive: str, tag: str):
+    """The built image loaded and run as a user would deploy it: read-only, as 65532, on a free port."""
+    with open(image_archive, "rb") as fh:
+        client.images.load(fh.read())
+    port = _free_port()
+    with running(client, tag, read_only=True, user="65532", ports={"8080/tcp": ("127.0.0.1", port)}) as c:
+        yield c, port
+
+
 @pytest.fixture(scope="module")
 def flask_build(sdk, tmp_path_factory):
     return _build(FLASK, "-o", tmp_path_factory.mktemp("flask") / "out", "--format", "docker-archive",
@@ -66,12 +78,7 @@ def test_flask_build_links_markupsafe_speedups(flask_build):
 
 @pytest.mark.docker
 def test_flask_app_renders_with_c_speedups_in_container(flask_build, docker_client):
-    with open(flask_build["image"], "rb") as fh:
-        docker_client.images.load(fh.read())
-    port = _free_port()
-    c = docker_client.containers.run("forge-test/flask-ext:latest", detach=True, read_only=True,
-                                     user="65532", ports={"8080/tcp": ("127.0.0.1", port)})
-    try:
+    with _served(docker_client, flask_build["image"], "forge-test/flask-ext:latest") as (c, port):
         page = _wait_http(f"http://127.0.0.1:{port}/?who=<i>me</i>")
         assert page.status_code == 200, c.logs()[-2000:]
         assert "<li class=\"odd\">item 0: &lt;b&gt;0&lt;/b&gt; &amp; more</li>" in page.text
@@ -81,8 +88,6 @@ def test_flask_app_renders_with_c_speedups_in_container(flask_build, docker_clie
                           "escape_inner_module": "markupsafe._speedups",
                           "escape_inner_type": "builtin_function_or_method",
                           "escaped": "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;"}
-    finally:
-        c.remove(force=True)
 
 
 LITESTAR_APP = '''
@@ -111,18 +116,11 @@ def test_litestar_app_with_msgspec_compiled_in_container(sdk, tmp_path, docker_c
     summary = _build(proj / "app.py", "-o", tmp_path / "out", "--format", "docker-archive",
                      "--tag", "forge-test/litestar-ext:latest")
     assert {"msgspec._core", "multidict._multidict"} <= set(summary["extension_modules"])
-    with open(summary["image"], "rb") as fh:
-        docker_client.images.load(fh.read())
-    port = _free_port()
-    c = docker_client.containers.run("forge-test/litestar-ext:latest", detach=True, read_only=True,
-                                     user="65532", ports={"8080/tcp": ("127.0.0.1", port)})
-    try:
+    with _served(docker_client, summary["image"], "forge-test/litestar-ext:latest") as (c, port):
         page = _wait_http(f"http://127.0.0.1:{port}/")
         assert page.status_code == 200, c.logs()[-2000:]
         assert page.json() == {"hello": "litestar", "msgspec_core": True,
                                "encode_type": "builtin_function_or_method", "encoded": '{"a":1}'}
-    finally:
-        c.remove(force=True)
 
 
 MSGPACK_AND_SAME_NAMES = '''
