@@ -144,10 +144,11 @@ print(json.dumps({
 
 def test_msgpack_and_two_modules_with_the_same_last_name(each_sdk, tmp_path):
     """msgpack (Cython), and markupsafe._speedups + simplejson._speedups in one binary (simplejson
-    also has a pure wheel; forge builds the sdist because compiled wheels of that version exist).
+    also has a pure wheel; forge builds the sdist because compiled wheels of that version exist for
+    the SDK's Python: 3.20.2 has none for 3.14, so 3.14 got the pure wheel; 4.3.0 has them for both).
     On every SDK under test (FORGE_TEST_PYTHONS): the dotted built-ins must be found by the import
     system of each CPython version forge supports."""
-    proj = _program(tmp_path, "samenames", ["msgpack==1.1.2", "markupsafe==3.0.4", "simplejson==3.20.2"],
+    proj = _program(tmp_path, "samenames", ["msgpack==1.1.2", "markupsafe==3.0.4", "simplejson==4.3.0"],
                     MSGPACK_AND_SAME_NAMES)
     minor = ".".join(each_sdk.version.split(".")[:2])
     summary = _build(proj, "--python", minor, "-o", tmp_path / "out")
