@@ -383,7 +383,7 @@ npx wrangler deploy
   (image `{image_line}`), its Durable Object binding `{BINDING}` and the migration that creates it.
 - `src/index.ts`: `{CLASS_NAME}` extends `Container` from `@cloudflare/containers`; the Worker's
   `fetch` forwards every request to a container instance on port {facts.port}.
-- `package.json`: wrangler {WRANGLER_VERSION} (the last release that runs on Node 20) and
+- `package.json`: wrangler {WRANGLER_VERSION} (needs Node >= 22.12) and
   @cloudflare/containers {CONTAINERS_VERSION}, pinned.
 
 ## The image
