@@ -49,11 +49,12 @@ def check_forge_table(tool: dict, where: Path | str) -> None:
 
 
 def source_date_epoch(tool: dict) -> int:
-    """SOURCE_DATE_EPOCH from the environment, else [tool.forge] source_date_epoch, else 0."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH", tool.get("source_date_epoch", 0))
-    if isinstance(raw, bool):
-        raw = None
-    try:
+    """SOURCE_DATE_EPOCH (https://reproducible-builds.org/specs/source-date-epoch/) from the
+    environment (an empty value counts as unset), else [tool.forge] source_date_epoch, else 0: a
+    whole number of seconds since 1970."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip() or tool.get("source_date_epoch", 0)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    if isinstance(raw, str) and raw.isdigit():
         return int(raw)
-    except (TypeError, ValueError):
-        raise errors.ConfigError(f"SOURCE_DATE_EPOCH must be an integer, got {raw!r}.") from None
+    raise errors.ConfigError(f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not {raw!r}.")

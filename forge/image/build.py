@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from forge import errors
+from forge.config import source_date_epoch
 from forge.image.layer import COMPRESSIONS, Entry, make_layer
 from forge.image.model import OCI_CONFIG, OCI_MANIFEST, Blob, Image, Layer
 from forge.image.rootfs import (CA_BUNDLE, SHARED_LAYER_EPOCH, base_entries, base_lock, tzdata_version,
@@ -32,13 +33,8 @@ _USER = re.compile(r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
 
 
 def epoch_from_env(default: int = 0) -> int:
-    """SOURCE_DATE_EPOCH (https://reproducible-builds.org/specs/source-date-epoch/), else `default`."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit():
-        raise errors.ConfigError(f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not {raw!r}")
-    return int(raw)
+    """SOURCE_DATE_EPOCH, else `default` (forge.config's one rule)."""
+    return source_date_epoch({"source_date_epoch": default})
 
 
 @dataclass(frozen=True)
