@@ -28,14 +28,6 @@ def _build(*args, timeout=2400) -> dict:
     return json.loads(r.stdout)
 
 
-def _free_port() -> int:
-    return free_port()
-
-
-def _wait_http(url: str, timeout: float = 30.0) -> requests.Response:
-    return wait_http(url, timeout)
-
-
 def _program(tmp_path: Path, name: str, requirements: list[str], code: str) -> Path:
     proj = tmp_path / name
     proj.mkdir()
@@ -57,7 +49,7 @@ def _served(client, image_archive: str, tag: str):
     """The built image loaded and run as a user would deploy it: read-only, as 65532, on a free port."""
     with open(image_archive, "rb") as fh:
         client.images.load(fh.read())
-    port = _free_port()
+    port = free_port()
     with running(client, tag, read_only=True, user="65532", ports={"8080/tcp": ("127.0.0.1", port)}) as c:
         yield c, port
 
@@ -79,7 +71,7 @@ def test_flask_build_links_markupsafe_speedups(flask_build):
 @pytest.mark.docker
 def test_flask_app_renders_with_c_speedups_in_container(flask_build, docker_client):
     with _served(docker_client, flask_build["image"], "forge-test/flask-ext:latest") as (c, port):
-        page = _wait_http(f"http://127.0.0.1:{port}/?who=<i>me</i>")
+        page = wait_http(f"http://127.0.0.1:{port}/?who=<i>me</i>", timeout=30.0)
         assert page.status_code == 200, c.logs()[-2000:]
         assert "<li class=\"odd\">item 0: &lt;b&gt;0&lt;/b&gt; &amp; more</li>" in page.text
         assert "&lt;i&gt;me&lt;/i&gt;" in page.text
@@ -117,7 +109,7 @@ def test_litestar_app_with_msgspec_compiled_in_container(sdk, tmp_path, docker_c
                      "--tag", "forge-test/litestar-ext:latest")
     assert {"msgspec._core", "multidict._multidict"} <= set(summary["extension_modules"])
     with _served(docker_client, summary["image"], "forge-test/litestar-ext:latest") as (c, port):
-        page = _wait_http(f"http://127.0.0.1:{port}/")
+        page = wait_http(f"http://127.0.0.1:{port}/", timeout=30.0)
         assert page.status_code == 200, c.logs()[-2000:]
         assert page.json() == {"hello": "litestar", "msgspec_core": True,
                                "encode_type": "builtin_function_or_method", "encoded": '{"a":1}'}
