@@ -100,6 +100,9 @@ def test_abandoned_workers_are_bounded_and_the_server_still_answers(start_server
     assert time.monotonic() - t0 < 10
     assert request(srv.port, "GET", "/", headers={"Host": "ping"})[0] == 200
     assert srv.proc.poll() is None
+    deadline = time.monotonic() + 10   # in a container the log reaches the file through docker, later
+    while srv.stderr().count('"request_timeout"') < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     events = [json.loads(line) for line in srv.stderr().splitlines() if line.startswith("{")]
     assert [e["worker"] for e in events if e["event"] == "request_timeout"] == ["replaced", "stuck", "queued"]
 
